@@ -1,0 +1,128 @@
+//! `luodi bench engine`: prompt-processing and decode speed, measured the way llama-bench
+//! measures them (pp: one forward pass over N prompt tokens in a fresh context; tg: N tokens
+//! decoded one at a time), so the figures compare directly with llama.cpp's.
+
+use crate::options::ModelArgs;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use luodi_engine::sampler::argmax;
+use luodi_engine::Engine;
+use std::time::Instant;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Engine throughput: prompt processing and single-stream decode, tokens/s.
+    Engine(EngineBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EngineBenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt lengths to measure (comma-separated), like llama-bench -p.
+    #[arg(long, short = 'p', value_delimiter = ',', default_value = "64,512")]
+    pub prompt_tokens: Vec<usize>,
+    /// Tokens to decode, like llama-bench -n.
+    #[arg(long, short = 'n', default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Repetitions of each test, like llama-bench -r.
+    #[arg(long, short = 'r', default_value_t = 3)]
+    pub repetitions: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct BenchRow {
+    test: String,
+    tokens: usize,
+    tokens_per_s_mean: f64,
+    tokens_per_s_std: f64,
+    runs: Vec<f64>,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Engine(args) => engine(args),
+    }
+}
+
+fn engine(args: EngineBenchArgs) -> Result<()> {
+    let threads = args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let engine = args.model.load()?;
+    let reps = args.repetitions.max(1);
+    let mut rows = Vec::new();
+    // Warm-up: the first pass pays one-off costs (weight repacking, page faults, thread start).
+    run_prompt(&engine, 16)?;
+    for &n in &args.prompt_tokens {
+        let runs = (0..reps).map(|_| run_prompt(&engine, n)).collect::<Result<Vec<_>>>()?;
+        rows.push(row(format!("pp{n}"), n, runs));
+    }
+    if args.gen_tokens > 0 {
+        let runs = (0..reps).map(|_| run_decode(&engine, args.gen_tokens)).collect::<Result<Vec<_>>>()?;
+        rows.push(row(format!("tg{}", args.gen_tokens), args.gen_tokens, runs));
+    }
+    let peak_rss_mib = peak_rss_kib().map(|k| k as f64 / 1024.0);
+    if args.json {
+        let report = serde_json::json!({
+            "model": args.model.model,
+            "threads": threads,
+            "results": rows,
+            "peak_rss_mib": peak_rss_mib,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("model: {}  threads: {threads}", args.model.model);
+        println!("| test | tokens/s (mean ± std) | runs |");
+        println!("|---|---|---|");
+        for r in &rows {
+            let runs: Vec<String> = r.runs.iter().map(|x| format!("{x:.1}")).collect();
+            println!("| {} | {:.1} ± {:.1} | {} |", r.test, r.tokens_per_s_mean, r.tokens_per_s_std, runs.join(", "));
+        }
+        if let Some(rss) = peak_rss_mib {
+            println!("peak RSS: {rss:.0} MiB");
+        }
+    }
+    Ok(())
+}
+
+fn row(test: String, tokens: usize, runs: Vec<f64>) -> BenchRow {
+    let mean = runs.iter().sum::<f64>() / runs.len() as f64;
+    let var = runs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / runs.len() as f64;
+    BenchRow { test, tokens, tokens_per_s_mean: mean, tokens_per_s_std: var.sqrt(), runs }
+}
+
+/// A realistic prompt of exactly `n` tokens: customer-service text, repeated as needed.
+fn prompt_of(engine: &Engine, n: usize) -> Result<Vec<u32>> {
+    const TEXT: &str = "Dear customer, thank you for contacting our support team. Your order 4521 was shipped on Monday and should arrive within three business days. 如果您有任何问题，请随时联系我们的客服中心。";
+    let piece = engine.tokenizer().encode(TEXT, false, false)?;
+    Ok(piece.iter().copied().cycle().take(n).collect())
+}
+
+fn run_prompt(engine: &Engine, n: usize) -> Result<f64> {
+    let tokens = prompt_of(engine, n)?;
+    let mut session = engine.new_session(n)?;
+    let start = Instant::now();
+    engine.forward_tokens(&mut session, &tokens)?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn run_decode(engine: &Engine, n: usize) -> Result<f64> {
+    let mut session = engine.new_session(n + 1)?;
+    let first = engine.tokenizer().bos_token_id().unwrap_or(0);
+    let mut logits = engine.forward_tokens(&mut session, &[first])?;
+    let start = Instant::now();
+    for _ in 0..n {
+        let next = argmax(&logits);
+        logits = engine.forward_tokens(&mut session, &[next])?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Peak resident memory of this process (VmHWM), Linux only.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,46 @@
+//! The engine's one error type. Callers (CLI, server) map these to exit codes or HTTP
+//! statuses in exactly one place each.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot read model file {path}: {reason}")]
+    ModelFile { path: PathBuf, reason: String },
+
+    #[error("GGUF metadata key `{key}` is missing")]
+    MissingMetadata { key: String },
+
+    #[error("GGUF metadata key `{key}` has the wrong type: expected {expected}")]
+    BadMetadata { key: String, expected: &'static str },
+
+    #[error("GGUF tensor `{name}` is missing")]
+    MissingTensor { name: String },
+
+    #[error("unsupported model architecture `{0}` (supported: llama, gemma3)")]
+    UnsupportedArchitecture(String),
+
+    #[error("unsupported tokenizer `{0}` (supported: gpt2 BPE, llama SentencePiece)")]
+    UnsupportedTokenizer(String),
+
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+
+    #[error("chat template error: {0}")]
+    Template(String),
+
+    #[error("the prompt has {prompt_tokens} tokens but the context window is {context_length} tokens (max_tokens {max_tokens} more would be needed)")]
+    ContextOverflow {
+        prompt_tokens: usize,
+        max_tokens: usize,
+        context_length: usize,
+    },
+
+    #[error("invalid parameter `{field}`: {message}")]
+    InvalidParameter { field: &'static str, message: String },
+
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

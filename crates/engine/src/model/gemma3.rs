@@ -1,0 +1,157 @@
+//! Gemma 3: pre- and post-norms around attention and feed-forward, per-head RMS norm of
+//! queries and keys, GELU (tanh) gated feed-forward, embeddings scaled by sqrt(hidden), and
+//! five sliding-window layers (local RoPE base 10k) for each global layer (RoPE base from the
+//! file). Norm weights in Gemma GGUFs already include the `+1` of the reference code.
+
+use super::layers::{
+    attend, concat_rows, embed, split_heads, AttentionShape, Linear, RmsNorm, Rope, RopeStyle, TensorSource,
+};
+use super::{ModelConfig, SeqBatch};
+use crate::error::Result;
+use crate::gguf::Metadata;
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use std::sync::Arc;
+
+/// One global-attention layer follows every five sliding-window layers (llama.cpp and the
+/// reference implementation hard-code this pattern for Gemma 3; the GGUF does not carry it).
+const SLIDING_WINDOW_PATTERN: usize = 6;
+/// RoPE base of the sliding-window layers, likewise fixed by the architecture.
+const LOCAL_ROPE_BASE: f32 = 10_000.0;
+
+struct Block {
+    attn_norm: RmsNorm,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    wo: Linear,
+    post_attn_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: RmsNorm,
+    attn: AttentionShape,
+    rope: Rope,
+}
+
+pub struct Gemma3 {
+    config: ModelConfig,
+    embeddings: Arc<QTensor>,
+    embed_scale: f64,
+    blocks: Vec<Block>,
+    output_norm: RmsNorm,
+    output: Linear,
+    device: Device,
+}
+
+impl Gemma3 {
+    pub fn config_from(meta: &Metadata) -> Result<ModelConfig> {
+        let key = |k: &str| format!("gemma3.{k}");
+        let n_heads = meta.usize(&key("attention.head_count"))?;
+        let hidden = meta.usize(&key("embedding_length"))?;
+        Ok(ModelConfig {
+            architecture: "gemma3".into(),
+            n_layers: meta.usize(&key("block_count"))?,
+            hidden,
+            ffn: meta.usize(&key("feed_forward_length"))?,
+            n_heads,
+            n_kv_heads: meta.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(n_heads),
+            head_dim: meta.opt_usize(&key("attention.key_length"))?.unwrap_or(hidden / n_heads),
+            context_length: meta.usize(&key("context_length"))?,
+            rms_eps: meta.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
+            rope_base: meta.opt_f32(&key("rope.freq_base"))?.unwrap_or(1_000_000.0),
+            vocab_size: 0,
+            sliding_window: Some(meta.usize(&key("attention.sliding_window"))?),
+        })
+    }
+
+    pub fn load(mut config: ModelConfig, src: &mut TensorSource) -> Result<Self> {
+        let embeddings = Arc::new(src.qtensor("token_embd.weight")?);
+        config.vocab_size = embeddings.shape().dims()[0];
+        let eps = config.rms_eps;
+        let global_rope = Rope::new(config.head_dim, config.rope_base, RopeStyle::Halves);
+        let local_rope = Rope::new(config.head_dim, LOCAL_ROPE_BASE, RopeStyle::Halves);
+        let mut blocks = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let p = |n: &str| format!("blk.{i}.{n}.weight");
+            let global = (i + 1) % SLIDING_WINDOW_PATTERN == 0;
+            blocks.push(Block {
+                attn_norm: src.rms_norm(&p("attn_norm"), eps)?,
+                wq: src.linear(&p("attn_q"))?,
+                wk: src.linear(&p("attn_k"))?,
+                wv: src.linear(&p("attn_v"))?,
+                q_norm: src.rms_norm(&p("attn_q_norm"), eps)?,
+                k_norm: src.rms_norm(&p("attn_k_norm"), eps)?,
+                wo: src.linear(&p("attn_output"))?,
+                post_attn_norm: src.rms_norm(&p("post_attention_norm"), eps)?,
+                ffn_norm: src.rms_norm(&p("ffn_norm"), eps)?,
+                gate: src.linear(&p("ffn_gate"))?,
+                up: src.linear(&p("ffn_up"))?,
+                down: src.linear(&p("ffn_down"))?,
+                post_ffn_norm: src.rms_norm(&p("post_ffw_norm"), eps)?,
+                attn: AttentionShape {
+                    n_heads: config.n_heads,
+                    n_kv_heads: config.n_kv_heads,
+                    head_dim: config.head_dim,
+                    // query_pre_attn_scalar equals head_dim for the released Gemma 3 sizes.
+                    scale: 1.0 / (config.head_dim as f32).sqrt(),
+                    window: if global { None } else { config.sliding_window },
+                },
+                rope: if global { global_rope.clone() } else { local_rope.clone() },
+            });
+        }
+        let output_norm = src.rms_norm("output_norm.weight", eps)?;
+        let output = if src.has("output.weight") {
+            src.linear("output.weight")?
+        } else {
+            Linear::from_arc(embeddings.clone())?
+        };
+        let embed_scale = (config.hidden as f64).sqrt();
+        Ok(Self { config, embeddings, embed_scale, blocks, output_norm, output, device: src.device.clone() })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn forward(&self, batch: &mut [SeqBatch<'_>]) -> Result<Tensor> {
+        let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let mut x = (embed(&self.embeddings, &ids, &self.device)? * self.embed_scale)?;
+        let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let h = block.attn_norm.forward(&x)?;
+            let q = block.wq.forward(&h)?;
+            let k = block.wk.forward(&h)?;
+            let v = block.wv.forward(&h)?;
+            let mut outs = Vec::with_capacity(batch.len());
+            let mut offset = 0;
+            for seq in batch.iter_mut() {
+                let t = seq.tokens.len();
+                let start = seq.kv.len();
+                let q = block.q_norm.forward(&split_heads(&q.narrow(0, offset, t)?, nh, hd)?)?;
+                let k = block.k_norm.forward(&split_heads(&k.narrow(0, offset, t)?, nkv, hd)?)?;
+                let q = block.rope.apply(&q, start)?;
+                let k = block.rope.apply(&k, start)?;
+                let v = split_heads(&v.narrow(0, offset, t)?, nkv, hd)?;
+                outs.push(attend(&block.attn, layer, &q, &k, &v, seq.kv)?);
+                offset += t;
+            }
+            let attn = block.wo.forward(&concat_rows(outs)?)?;
+            x = (x + block.post_attn_norm.forward(&attn)?)?;
+            let h = block.ffn_norm.forward(&x)?;
+            let ff = (block.gate.forward(&h)?.gelu()? * block.up.forward(&h)?)?;
+            let ff = block.down.forward(&ff)?;
+            x = (x + block.post_ffn_norm.forward(&ff)?)?;
+        }
+        for seq in batch.iter_mut() {
+            seq.kv.advance(seq.tokens.len());
+        }
+        let lens: Vec<usize> = batch.iter().map(|s| s.tokens.len()).collect();
+        let last = super::layers::last_rows(&x, &lens)?;
+        let h = self.output_norm.forward(&last)?;
+        self.output.forward(&h)
+    }
+}

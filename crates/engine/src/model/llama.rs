@@ -1,0 +1,134 @@
+//! The llama family (Llama 2/3, SmolLM, Mistral without sliding window): pre-norm decoder
+//! blocks with RMS norm, grouped-query attention with interleaved rotary embeddings and a
+//! SwiGLU feed-forward.
+
+use super::layers::{attend, concat_rows, embed, split_heads, AttentionShape, Linear, RmsNorm, Rope, RopeStyle, TensorSource};
+use super::{ModelConfig, SeqBatch};
+use crate::error::Result;
+use crate::gguf::Metadata;
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use std::sync::Arc;
+
+struct Block {
+    attn_norm: RmsNorm,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Llama {
+    config: ModelConfig,
+    embeddings: Arc<QTensor>,
+    blocks: Vec<Block>,
+    output_norm: RmsNorm,
+    output: Linear,
+    rope: Rope,
+    attn: AttentionShape,
+    device: Device,
+}
+
+impl Llama {
+    pub fn config_from(meta: &Metadata) -> Result<ModelConfig> {
+        let arch = meta.string("general.architecture")?.to_string();
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = meta.usize(&key("embedding_length"))?;
+        let n_heads = meta.usize(&key("attention.head_count"))?;
+        let n_kv_heads = meta.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(n_heads);
+        let head_dim = meta.opt_usize(&key("rope.dimension_count"))?.unwrap_or(hidden / n_heads);
+        Ok(ModelConfig {
+            architecture: arch.clone(),
+            n_layers: meta.usize(&key("block_count"))?,
+            hidden,
+            ffn: meta.usize(&key("feed_forward_length"))?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            context_length: meta.usize(&key("context_length"))?,
+            rms_eps: meta.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
+            rope_base: meta.opt_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0),
+            vocab_size: 0,
+            sliding_window: None,
+        })
+    }
+
+    pub fn load(mut config: ModelConfig, src: &mut TensorSource) -> Result<Self> {
+        let embeddings = Arc::new(src.qtensor("token_embd.weight")?);
+        config.vocab_size = embeddings.shape().dims()[0];
+        let mut blocks = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let p = |n: &str| format!("blk.{i}.{n}.weight");
+            blocks.push(Block {
+                attn_norm: src.rms_norm(&p("attn_norm"), config.rms_eps)?,
+                wq: src.linear(&p("attn_q"))?,
+                wk: src.linear(&p("attn_k"))?,
+                wv: src.linear(&p("attn_v"))?,
+                wo: src.linear(&p("attn_output"))?,
+                ffn_norm: src.rms_norm(&p("ffn_norm"), config.rms_eps)?,
+                gate: src.linear(&p("ffn_gate"))?,
+                up: src.linear(&p("ffn_up"))?,
+                down: src.linear(&p("ffn_down"))?,
+            });
+        }
+        let output_norm = src.rms_norm("output_norm.weight", config.rms_eps)?;
+        // Small models tie the output projection to the embedding table.
+        let output = if src.has("output.weight") {
+            src.linear("output.weight")?
+        } else {
+            Linear::from_arc(embeddings.clone())?
+        };
+        let rope = Rope::new(config.head_dim, config.rope_base, RopeStyle::Interleaved);
+        let attn = AttentionShape {
+            n_heads: config.n_heads,
+            n_kv_heads: config.n_kv_heads,
+            head_dim: config.head_dim,
+            scale: 1.0 / (config.head_dim as f32).sqrt(),
+            window: None,
+        };
+        Ok(Self { config, embeddings, blocks, output_norm, output, rope, attn, device: src.device.clone() })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn forward(&self, batch: &mut [SeqBatch<'_>]) -> Result<Tensor> {
+        let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let mut x = embed(&self.embeddings, &ids, &self.device)?;
+        let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let h = block.attn_norm.forward(&x)?;
+            let q = block.wq.forward(&h)?;
+            let k = block.wk.forward(&h)?;
+            let v = block.wv.forward(&h)?;
+            let mut outs = Vec::with_capacity(batch.len());
+            let mut offset = 0;
+            for seq in batch.iter_mut() {
+                let t = seq.tokens.len();
+                let start = seq.kv.len();
+                let q = self.rope.apply(&split_heads(&q.narrow(0, offset, t)?, nh, hd)?, start)?;
+                let k = self.rope.apply(&split_heads(&k.narrow(0, offset, t)?, nkv, hd)?, start)?;
+                let v = split_heads(&v.narrow(0, offset, t)?, nkv, hd)?;
+                outs.push(attend(&self.attn, layer, &q, &k, &v, seq.kv)?);
+                offset += t;
+            }
+            let attn = concat_rows(outs)?;
+            x = (x + block.wo.forward(&attn)?)?;
+            let h = block.ffn_norm.forward(&x)?;
+            let ff = (candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
+            x = (x + block.down.forward(&ff)?)?;
+        }
+        for seq in batch.iter_mut() {
+            seq.kv.advance(seq.tokens.len());
+        }
+        let lens: Vec<usize> = batch.iter().map(|s| s.tokens.len()).collect();
+        let last = super::layers::last_rows(&x, &lens)?;
+        let h = self.output_norm.forward(&last)?;
+        self.output.forward(&h)
+    }
+}
