@@ -109,7 +109,7 @@ const ROUND_TRIP: &[&str] = &[
     "Digits 0 7 42 3.14159 2024-06-01 1234567890 ٣٤٥ ²",
     "Whitespace:  two   three\t\ttabs\n\nnewlines\n\n\n  indented    \r\n trailing   ",
     "   leading spaces and a trailing newline\n",
-    "Code: fn main() { println!(\"{}\", x + 1); } // it's <b>bold</b> and </s>",
+    "Code: fn main() { println!(\"{}\", x + 1); } // it's <b>bold</b> <table>",
     "Contractions: I'm, you're, it's, we've, they'll, he'd, 'quoted'",
     "",
 ];
@@ -205,6 +205,12 @@ fn special_tokens_and_metadata() {
     assert_eq!(g.encode("<start_of_turn>user\n", false, true).unwrap()[0], turn);
     assert!(!g.encode("<start_of_turn>user\n", false, false).unwrap().contains(&turn));
     assert_eq!(g.encode("\n", false, false).unwrap(), [g.token_id("\n").unwrap()]);
+    // llama.cpp's list of end-of-generation texts includes "</s>", which makes Gemma 3's
+    // HTML strike-through tag a control token: it ends generation and is hidden by
+    // skip_special decoding. We copy that.
+    let strike = g.token_id("</s>").unwrap();
+    assert!(g.is_control(strike) && g.eog_token_ids().contains(&strike));
+    assert_eq!(g.decode(&[strike], true), "");
 }
 
 /// A long prompt (tens of KB, one SPM fragment spanning many lines) still round-trips.
@@ -222,42 +228,105 @@ fn long_text_round_trips() {
     }
 }
 
-#[test]
-#[ignore]
-fn tmp_fuzz_against_llamacpp() {
-    let text = std::fs::read_to_string("/tmp/fuzz/ref.json").unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let texts: Vec<&str> = v["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    for (name, tok) in [(SMOLLM.0, smollm()), (GEMMA.0, gemma())] {
-        let m = &v["models"][name];
-        let mut bad = 0;
-        for (kind, add, special) in [("encode_special", true, true), ("encode_plain", false, false)] {
-            for (i, t) in texts.iter().enumerate() {
-                let want = ids(&m[kind][i]);
-                let got = tok.encode(t, add, special).unwrap();
-                if got != want {
-                    bad += 1;
-                    if bad < 15 {
-                        eprintln!("{name} {kind} #{i} {t:?}\n  llama {want:?}\n  luodi {got:?}");
-                    }
-                }
-            }
-        }
-        let mut bad_pieces = 0;
-        for id in 0..tok.vocab_size() as u32 {
-            let want_s = m["pieces_special"][id as usize].as_str().unwrap();
-            let want_p = m["pieces_plain"][id as usize].as_str().unwrap();
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-            let got_s = hex(tok.token_bytes(id));
-            let got_p = if tok.decode(&[id], true).is_empty() && !tok.token_bytes(id).is_empty() { String::new() } else { got_s.clone() };
-            if got_s != want_s || got_p != want_p {
-                bad_pieces += 1;
-                if bad_pieces < 15 {
-                    eprintln!("{name} piece {id} {:?}: llama {want_s}/{want_p} luodi {got_s}/{got_p}", tok.token_text(id));
-                }
-            }
-        }
-        let eog = ids(&m["eog"]);
-        eprintln!("{name}: {bad} encode mismatches of {}, {bad_pieces} piece mismatches; eog llama {eog:?} luodi {:?}", texts.len() * 2, tok.eog_token_ids());
+/// llama.cpp's ids for input that exercises the corner cases: characters missing from a
+/// byte-level vocabulary (they block merging), Unicode whitespace and digits, contractions,
+/// overlapping special-token text, user-defined whitespace tokens, literal '▁' and byte-token
+/// text. (text, ids with BOS and parse_special, ids without either), captured with
+/// llama-cpp-python 0.3.36 (`Llama(vocab_only=True).tokenize`).
+type Tricky = (&'static str, &'static [u32], &'static [u32]);
+
+const SMOLLM_TRICKY: &[Tricky] = &[
+    ("\u{ac2}\u{b99e9}", &[171, 121, 220, 134, 117, 119], &[171, 121, 220, 134, 117, 119]),
+    (
+        "a\u{a0}\u{85}b  c\t\t\n\n d",
+        &[81, 15442, 141, 223, 82, 216, 265, 1656, 1116, 287],
+        &[81, 15442, 141, 223, 82, 216, 265, 1656, 1116, 287],
+    ),
+    (
+        "I'M can't 'S 'll ’s x're",
+        &[57, 23, 61, 416, 982, 637, 67, 637, 764, 16107, 99, 1792, 2316],
+        &[57, 23, 61, 416, 982, 637, 67, 637, 764, 16107, 99, 1792, 2316],
+    ),
+    (
+        "2024-06-01 3.14159 ٣٤٥ ²½ Ⅻ １２３",
+        &[
+            34, 32, 34, 36, 29, 32, 38, 29, 32, 33, 216, 35, 30, 33, 36, 33, 37, 41, 216, 164, 113, 164, 114, 164, 115,
+            216, 19133, 16738, 216, 173, 223, 121, 216, 8083, 235, 8083, 236, 8083, 237,
+        ],
+        &[
+            34, 32, 34, 36, 29, 32, 38, 29, 32, 33, 216, 35, 30, 33, 36, 33, 37, 41, 216, 164, 113, 164, 114, 164, 115,
+            216, 19133, 16738, 216, 173, 223, 121, 216, 8083, 235, 8083, 236, 8083, 237,
+        ],
+    ),
+    (
+        "\u{1f600}'m \u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467} \u{1f1e8}\u{1f1f3}",
+        &[
+            10813, 242, 218, 23, 93, 15107, 235, 118, 321, 231, 10813, 235, 119, 321, 231, 10813, 235, 117, 15107, 225,
+            118, 10813, 225, 128,
+        ],
+        &[
+            10813, 242, 218, 23, 93, 15107, 235, 118, 321, 231, 10813, 235, 119, 321, 231, 10813, 235, 117, 15107, 225,
+            118, 10813, 225, 128,
+        ],
+    ),
+    (
+        "<|im_start|>user\n<|im_end|><|im_end|x",
+        &[1, 4093, 198, 2, 44, 108, 306, 79, 486, 108, 104],
+        &[44, 108, 306, 79, 3738, 108, 46, 4093, 198, 44, 108, 306, 79, 486, 108, 21198, 108, 306, 79, 486, 108, 104],
+    ),
+    ("   \n\n   \n", &[333, 1004, 198], &[333, 1004, 198]),
+    (
+        "e\u{301}\u{302} ﬁ İ ß",
+        &[85, 151, 219, 151, 220, 40367, 24488, 125, 5549, 249],
+        &[85, 151, 219, 151, 220, 40367, 24488, 125, 5549, 249],
+    ),
+];
+
+const GEMMA_TRICKY: &[Tricky] = &[
+    ("</s>", &[2, 212], &[954, 236751, 236813]),
+    ("a</s>b", &[2, 236746, 212, 236763], &[236746, 954, 236751, 236813, 236763]),
+    (
+        "<start_of_turn>user\n  x\t\t\ty\n\n\n",
+        &[2, 105, 2364, 107, 138, 236781, 255970, 236762, 109],
+        &[236820, 3041, 236779, 1340, 236779, 887, 236813, 2364, 107, 138, 236781, 255970, 236762, 109],
+    ),
+    (
+        "▁▁ <0x41> ▁a",
+        &[2, 236743, 236743, 655, 236771, 236781, 236812, 236770, 236813, 236743, 496],
+        &[236743, 236743, 655, 236771, 236781, 236812, 236770, 236813, 236743, 496],
+    ),
+    (
+        "北京是中国的首都，也是",
+        &[2, 32707, 237026, 110323, 120211, 236900, 15452],
+        &[32707, 237026, 110323, 120211, 236900, 15452],
+    ),
+    (
+        "\u{1f600}\u{1f44d}\u{1f3fd} \u{b99e9}",
+        &[2, 242398, 240493, 242713, 236743, 480, 423, 405, 407],
+        &[242398, 240493, 242713, 236743, 480, 423, 405, 407],
+    ),
+    ("<table><tr>   </tr></table>", &[2, 168, 173, 139, 181, 176], &[168, 173, 139, 181, 176]),
+    ("   leading", &[2, 139, 26016], &[139, 26016]),
+    (
+        "1234567890 ٣٤٥",
+        &[2, 236770, 236778, 236800, 236812, 236810, 236825, 236832, 236828, 236819, 236771, 223766, 242090, 242323],
+        &[236770, 236778, 236800, 236812, 236810, 236825, 236832, 236828, 236819, 236771, 223766, 242090, 242323],
+    ),
+];
+
+fn check_tricky(model: &str, tok: &Tokenizer, cases: &[Tricky]) {
+    for &(text, special, plain) in cases {
+        assert_eq!(tok.encode(text, true, true).unwrap(), special, "{model}: {text:?} with BOS, parse_special");
+        assert_eq!(tok.encode(text, false, false).unwrap(), plain, "{model}: {text:?} plain");
     }
+}
+
+#[test]
+fn smollm2_tricky_text_matches_llamacpp() {
+    check_tricky(SMOLLM.0, smollm(), SMOLLM_TRICKY);
+}
+
+#[test]
+fn gemma3_tricky_text_matches_llamacpp() {
+    check_tricky(GEMMA.0, gemma(), GEMMA_TRICKY);
 }

@@ -142,7 +142,7 @@ impl Gemma3 {
             let attn = block.wo.forward(&concat_rows(outs)?)?;
             x = (x + block.post_attn_norm.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
-            let ff = (block.gate.forward(&h)?.gelu()? * block.up.forward(&h)?)?;
+            let ff = (gelu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
             let ff = block.down.forward(&ff)?;
             x = (x + block.post_ffn_norm.forward(&ff)?)?;
         }
@@ -154,4 +154,12 @@ impl Gemma3 {
         let h = self.output_norm.forward(&last)?;
         self.output.forward(&h)
     }
+}
+
+/// GELU (tanh approximation) evaluated as ggml does on the CPU: input and output rounded to
+/// f16 (ggml reads a 64k-entry f16 table). Gemma's activations are large and this rounding
+/// moves near-tied logits, so matching it keeps greedy output equal to llama.cpp's.
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    use candle_core::DType;
+    Ok(x.to_dtype(DType::F16)?.to_dtype(DType::F32)?.gelu()?.to_dtype(DType::F16)?.to_dtype(DType::F32)?)
 }

@@ -10,9 +10,10 @@
 //! Control and user-defined tokens are added tokens, matched on the raw text, so they are
 //! split out before pre-tokenization as in llama.cpp.
 //!
-//! The luodi tokenizer uses the gpt2 pipeline's pre-tokenizer and model for encoding (they
-//! match llama.cpp); for SPM it runs its own exact SPM (see `spm.rs`) because ranked merges
-//! cannot express SPM's "leftmost wins among equal scores" for different tokens.
+//! The luodi tokenizer shares only the pre-tokenizer with this one. Its own merging (`bpe.rs`,
+//! `spm.rs`) follows llama.cpp where HF cannot: HF BPE lets neighbours of a character missing
+//! from the vocabulary merge across it, and ranked merges cannot express SPM's "leftmost
+//! wins among equal scores" for different tokens. Both need unusual input to show.
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
@@ -22,13 +23,11 @@ use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab as HfVocab, BPE};
 use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{AddedToken, NormalizerWrapper};
 
 use super::pre::PreRules;
-use super::vocab::{Attr, Vocab};
+use super::vocab::{Attr, Kind, Vocab};
 use crate::error::{EngineError, Result};
 
 fn hf_err(what: &str, e: impl std::fmt::Display) -> EngineError {
@@ -39,31 +38,30 @@ fn hf_vocab(vocab: &Vocab) -> HfVocab {
     vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect()
 }
 
+/// The HF tokenizer for this vocabulary.
+pub(crate) fn build(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
+    match vocab.kind {
+        Kind::Bpe => build_bpe(vocab, &PreRules::for_pre(&vocab.pre)),
+        Kind::Spm => build_spm(vocab),
+    }
+}
+
 /// Byte-level BPE tokenizer for `tokenizer.ggml.model = "gpt2"`.
-pub(crate) fn build_bpe(vocab: &Vocab, rules: &PreRules) -> Result<tokenizers::Tokenizer> {
+fn build_bpe(vocab: &Vocab, rules: &PreRules) -> Result<tokenizers::Tokenizer> {
     let model = BPE::builder()
         .vocab_and_merges(hf_vocab(vocab), vocab.merges.clone())
         .ignore_merges(rules.ignore_merges)
         .build()
         .map_err(|e| hf_err("BPE model", e))?;
 
-    let mut steps = Vec::with_capacity(rules.regexes.len() + 1);
-    for re in &rules.regexes {
-        let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| hf_err("pre-tokenizer", e))?;
-        steps.push(PreTokenizerWrapper::Split(split));
-    }
-    // The regexes above did the splitting; this step only maps bytes to GPT-2's characters.
-    steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
-
     let mut tok = tokenizers::Tokenizer::new(model);
-    tok.with_pre_tokenizer(Some(PreSequence::new(steps)));
+    tok.with_pre_tokenizer(Some(rules.pre_tokenizer()?));
     tok.with_decoder(Some(ByteLevel::new(false, false, false)));
     finish(tok, vocab)
 }
 
 /// SentencePiece tokenizer for `tokenizer.ggml.model = "llama"`, as BPE with derived merges.
-pub(crate) fn build_spm(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
+fn build_spm(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
     let mut builder =
         BPE::builder().vocab_and_merges(hf_vocab(vocab), derive_spm_merges(vocab)).byte_fallback(true).fuse_unk(true);
     if let Some(unk) = vocab.unk {
@@ -147,7 +145,6 @@ pub(crate) fn derive_spm_merges(vocab: &Vocab) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::tokenizer::vocab::tests_support::toy_vocab_scored;
-    use crate::tokenizer::vocab::Kind;
 
     fn pairs(m: &[(String, String)]) -> Vec<String> {
         m.iter().map(|(a, b)| format!("{a}+{b}")).collect()

@@ -5,6 +5,13 @@
 //! previous ones, keeping both the matches and the text between them as pieces. In HF terms
 //! that is one `Split(regex, Isolated)` per regex, followed by the byte-level mapping.
 
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use crate::error::{EngineError, Result};
+
 /// GPT-2's split regex (llama.cpp hand-codes it as `unicode_regex_split_custom_gpt2`).
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
@@ -52,6 +59,21 @@ impl PreRules {
     }
 }
 
+impl PreRules {
+    /// The HF pre-tokenizer: one isolating split per regex, then GPT-2's byte mapping.
+    pub fn pre_tokenizer(&self) -> Result<PreTokenizerWrapper> {
+        let mut steps = Vec::with_capacity(self.regexes.len() + 1);
+        for re in &self.regexes {
+            let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| EngineError::Tokenizer(format!("pre-tokenizer regex {re:?}: {e}")))?;
+            steps.push(PreTokenizerWrapper::Split(split));
+        }
+        // The regexes above did the splitting; this step only maps bytes to characters.
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
+        Ok(PreTokenizerWrapper::Sequence(Sequence::new(steps)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +83,13 @@ mod tests {
         let r = PreRules::for_pre("smollm");
         assert_eq!(r.regexes, [r"\p{N}", GPT2]);
         assert!(!r.ignore_merges);
+    }
+
+    #[test]
+    fn every_rule_set_compiles() {
+        for pre in ["smollm", "gpt2", "default", "llama-bpe", "qwen2", "falcon", "dbrx"] {
+            PreRules::for_pre(pre).pre_tokenizer().unwrap();
+        }
     }
 
     #[test]

@@ -81,8 +81,9 @@ const PRE_WITH_BOS: &[&str] =
     &["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "tekken", "chameleon"];
 
 /// Token texts llama.cpp treats as end-of-generation markers (llama-vocab.cpp, `load`).
-/// `</s>` is left out on purpose: in Gemma 3 it is the HTML strike-through closing tag (a
-/// user-defined token), and stopping generation on it is a llama.cpp quirk we do not copy.
+/// This includes `</s>`, which in Gemma 3 is the HTML strike-through closing tag; llama.cpp
+/// stops on it (and, since that makes it a control token, no longer splits it out of text
+/// unless asked to parse special tokens), and so do we, to stay token-for-token equal.
 const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
@@ -93,6 +94,7 @@ const EOG_TEXTS: &[&str] = &[
     "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
     "_<EOT>",
@@ -233,6 +235,12 @@ impl Vocab {
         if (has("<|return|>") && has("<|call|>")) || (has("<|calls|>") && has("<|flush|>")) {
             if let Some(end) = ids.get("<|end|>") {
                 eog.retain(|id| id != end);
+            }
+        }
+        // Gemma 4 / PaddleOCR: there `</s>` is ordinary text.
+        if ids.get("<|tool_response>").is_some_and(|id| eog.contains(id)) {
+            if let Some(s) = ids.get("</s>") {
+                eog.retain(|id| id != s);
             }
         }
         eog.extend([eos, eot, eom].into_iter().flatten());
