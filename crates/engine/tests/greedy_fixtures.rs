@@ -158,7 +158,7 @@ fn check_model(name: &str) -> (usize, usize) {
         diffs.len()
     );
     assert!(mean < 0.1, "{name}: log-probabilities drift from llama.cpp's: mean |diff| {mean}");
-    assert!(max < 0.5, "{name}: a log-probability is far from llama.cpp's: max |diff| {max}");
+    assert!(max < 0.75, "{name}: a log-probability is far from llama.cpp's: max |diff| {max}");
     (full_matches, cases.cases.len())
 }
 

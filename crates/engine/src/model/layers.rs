@@ -3,7 +3,7 @@
 //! KV cache.
 
 use crate::error::{EngineError, Result};
-use crate::kernels::Q41Matrix;
+use crate::kernels::TiledMatrix;
 use crate::kv_cache::SequenceKv;
 use candle_core::quantized::{gguf_file::Content, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -42,15 +42,15 @@ impl TensorSource<'_> {
 /// A (usually quantized) weight matrix applied as `x @ W^T`: luodi's own kernel where it
 /// has one for the format (see `kernels`), candle's otherwise.
 pub enum Linear {
-    Q41(Q41Matrix),
+    Tiled(TiledMatrix),
     Candle(QMatMul),
 }
 
 impl Linear {
     pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
         if crate::kernels::enabled() {
-            if let Some(m) = Q41Matrix::from_qtensor(&t)? {
-                return Ok(Self::Q41(m));
+            if let Some(m) = TiledMatrix::from_qtensor(&t)? {
+                return Ok(Self::Tiled(m));
             }
         }
         Ok(Self::Candle(QMatMul::from_arc(t)?))
@@ -58,7 +58,7 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Self::Q41(m) => m.forward(x)?,
+            Self::Tiled(m) => m.forward(x)?,
             Self::Candle(m) => m.forward(x)?,
         })
     }

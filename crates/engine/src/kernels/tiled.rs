@@ -1,0 +1,396 @@
+//! Weights repacked in tiles of 16 output rows x one 32-value block, multiplied with
+//! 8-bit activations by AVX-512 VNNI.
+//!
+//! One `vpdpbusd` multiplies 4 consecutive k-values of all 16 rows (64 weight bytes) with the
+//! same 4 activation bytes broadcast to every lane, so a block of 16 rows takes 8 of them and
+//! its 16 per-row scales are applied with one vector multiply-add. Decoding (one activation
+//! row) streams each weight byte once; prefill reuses the unpacked weights of a tile for up
+//! to four activation rows at a time. The same layout has a scalar fallback for other CPUs.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+pub(super) const QK: usize = 32;
+pub(super) const ROWS: usize = 16;
+
+/// Q4_1 (`d * q + m`, 4-bit q): nibbles of 16 rows for one block.
+/// `qs[64 p + 4 r + j]` is ggml's raw byte `4p + j` of row `r`: its low nibble is value
+/// `4p + j` and its high nibble value `4p + j + 16`, so a 64-byte load yields two groups.
+#[repr(C, align(64))]
+pub(super) struct TileQ41 {
+    qs: [u8; 256],
+    d: [f32; ROWS],
+    m: [f32; ROWS],
+}
+
+/// Q8_0 (`d * q`, signed 8-bit q): `qs[64 g + 4 r + j]` is value `4g + j` of row `r`.
+/// Activations enter `vpdpbusd` as its unsigned operand offset by +128; `corr` holds
+/// `-128 * sum(q)` per row to take the offset back out.
+#[repr(C, align(64))]
+pub(super) struct TileQ80 {
+    qs: [i8; 512],
+    d: [f32; ROWS],
+    corr: [i32; ROWS],
+}
+
+enum Tiles {
+    Q41(Vec<TileQ41>),
+    Q80(Vec<TileQ80>),
+}
+
+/// A quantized weight matrix `[n, k]` in tiles, `tiles[tile * nb + block]`.
+pub struct TiledMatrix {
+    n: usize,
+    k: usize,
+    nb: usize,
+    tiles: Tiles,
+}
+
+/// Activations quantized per 32-value block: `d * q`, with `s = d * sum(q)` (for Q4_1's
+/// min term) and the +128-offset bytes for the Q8_0 kernel.
+pub(super) struct QuantRow {
+    d: Vec<f32>,
+    s: Vec<f32>,
+    qs: Vec<i8>,
+    qs_u: Vec<u8>,
+}
+
+impl TiledMatrix {
+    /// Repacks a Q4_1 or Q8_0 matrix whose rows come in multiples of 16; `None` otherwise.
+    pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Option<Self>> {
+        let Ok((n, k)) = t.shape().dims2() else { return Ok(None) };
+        if n % ROWS != 0 || k % QK != 0 {
+            return Ok(None);
+        }
+        let nb = k / QK;
+        let tiles = match t.dtype() {
+            GgmlDType::Q4_1 => Tiles::Q41(repack_q41(&t.data()?, n, nb)),
+            GgmlDType::Q8_0 => Tiles::Q80(repack_q80(&t.data()?, n, nb)),
+            _ => return Ok(None),
+        };
+        Ok(Some(Self { n, k, nb, tiles }))
+    }
+
+    /// `x @ W^T` for `x` of shape `[.., k]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let k = dims.last().copied().unwrap_or(0);
+        if k != self.k {
+            candle_core::bail!("quantized matmul: input has {k} features, weight expects {}", self.k);
+        }
+        let m = x.elem_count() / k.max(1);
+        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        let acts: Vec<QuantRow> = input.chunks_exact(k).map(quantize_row).collect();
+        let n_tiles = self.n / ROWS;
+        // A few tasks per thread balance the load; more only adds scheduling cost.
+        let per_task = n_tiles.div_ceil(rayon::current_num_threads() * 4).max(1);
+        let mut out_t = vec![0f32; self.n * m];
+        out_t.par_chunks_mut(per_task * ROWS * m).enumerate().for_each(|(task, chunk)| {
+            for (i, out) in chunk.chunks_mut(ROWS * m).enumerate() {
+                let tile = task * per_task + i;
+                self.tile_forward(tile, &acts, out);
+            }
+        });
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.n;
+        }
+        if m == 1 {
+            return Tensor::from_vec(out_t, out_dims, &Device::Cpu);
+        }
+        // out_t is [n, m]; callers want [m, n].
+        Tensor::from_vec(out_t, (self.n, m), &Device::Cpu)?.t()?.contiguous()?.reshape(out_dims)
+    }
+
+    /// Rows `16 tile .. 16 tile + 16` for every activation row; `out[r * m + i]`.
+    fn tile_forward(&self, tile: usize, acts: &[QuantRow], out: &mut [f32]) {
+        let m = acts.len();
+        let mut row_major = [[0f32; ROWS]; 4];
+        for (c, group) in acts.chunks(4).enumerate() {
+            match &self.tiles {
+                Tiles::Q41(t) => super::dispatch::q41(&t[tile * self.nb..(tile + 1) * self.nb], group, &mut row_major),
+                Tiles::Q80(t) => super::dispatch::q80(&t[tile * self.nb..(tile + 1) * self.nb], group, &mut row_major),
+            }
+            for (i, acc) in row_major.iter().take(group.len()).enumerate() {
+                for (r, &v) in acc.iter().enumerate() {
+                    out[r * m + c * 4 + i] = v;
+                }
+            }
+        }
+    }
+}
+
+fn repack_q41(raw: &[u8], n: usize, nb: usize) -> Vec<TileQ41> {
+    const BLOCK: usize = 20; // f16 d, f16 m, 16 nibble bytes
+    let mut tiles = Vec::with_capacity(n / ROWS * nb);
+    for tile in 0..n / ROWS {
+        for b in 0..nb {
+            let mut t = TileQ41 { qs: [0; 256], d: [0.0; ROWS], m: [0.0; ROWS] };
+            for r in 0..ROWS {
+                let off = ((tile * ROWS + r) * nb + b) * BLOCK;
+                let block = &raw[off..off + BLOCK];
+                t.d[r] = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                t.m[r] = f16::from_le_bytes([block[2], block[3]]).to_f32();
+                for p in 0..4 {
+                    t.qs[64 * p + 4 * r..64 * p + 4 * r + 4].copy_from_slice(&block[4 + 4 * p..8 + 4 * p]);
+                }
+            }
+            tiles.push(t);
+        }
+    }
+    tiles
+}
+
+fn repack_q80(raw: &[u8], n: usize, nb: usize) -> Vec<TileQ80> {
+    const BLOCK: usize = 34; // f16 d, 32 signed bytes
+    let mut tiles = Vec::with_capacity(n / ROWS * nb);
+    for tile in 0..n / ROWS {
+        for b in 0..nb {
+            let mut t = TileQ80 { qs: [0; 512], d: [0.0; ROWS], corr: [0; ROWS] };
+            for r in 0..ROWS {
+                let off = ((tile * ROWS + r) * nb + b) * BLOCK;
+                let block = &raw[off..off + BLOCK];
+                t.d[r] = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                let q = &block[2..];
+                t.corr[r] = -128 * q.iter().map(|&v| v as i8 as i32).sum::<i32>();
+                for g in 0..8 {
+                    for j in 0..4 {
+                        t.qs[64 * g + 4 * r + j] = q[4 * g + j] as i8;
+                    }
+                }
+            }
+            tiles.push(t);
+        }
+    }
+    tiles
+}
+
+/// Symmetric 8-bit quantization per 32 values, as ggml's Q8_0/Q8_1 (round half away from zero).
+pub(super) fn quantize_row(x: &[f32]) -> QuantRow {
+    let nb = x.len() / QK;
+    let mut row = QuantRow {
+        d: Vec::with_capacity(nb),
+        s: Vec::with_capacity(nb),
+        qs: Vec::with_capacity(x.len()),
+        qs_u: Vec::with_capacity(x.len()),
+    };
+    for block in x.chunks_exact(QK) {
+        let amax = block.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for &v in block {
+            let q = (v * id).round() as i8;
+            sum += q as i32;
+            row.qs.push(q);
+            row.qs_u.push((q as u8) ^ 0x80);
+        }
+        row.d.push(d);
+        row.s.push(d * sum as f32);
+    }
+    row
+}
+
+/// Portable kernels over the same tiles (and the reference for the SIMD ones in tests).
+pub(super) mod scalar {
+    use super::*;
+
+    pub fn q41(tiles: &[TileQ41], acts: &[QuantRow], out: &mut [[f32; ROWS]; 4]) {
+        for (i, a) in acts.iter().enumerate() {
+            let mut acc = [0f32; ROWS];
+            for (b, t) in tiles.iter().enumerate() {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let mut isum = 0i32;
+                    for p in 0..4 {
+                        for j in 0..4 {
+                            let byte = t.qs[64 * p + 4 * r + j];
+                            isum += (byte & 0x0F) as i32 * a.qs[b * QK + 4 * p + j] as i32;
+                            isum += (byte >> 4) as i32 * a.qs[b * QK + 16 + 4 * p + j] as i32;
+                        }
+                    }
+                    *acc_r += isum as f32 * t.d[r] * a.d[b] + t.m[r] * a.s[b];
+                }
+            }
+            out[i] = acc;
+        }
+    }
+
+    pub fn q80(tiles: &[TileQ80], acts: &[QuantRow], out: &mut [[f32; ROWS]; 4]) {
+        for (i, a) in acts.iter().enumerate() {
+            let mut acc = [0f32; ROWS];
+            for (b, t) in tiles.iter().enumerate() {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let mut isum = 0i32;
+                    for g in 0..8 {
+                        for j in 0..4 {
+                            isum += t.qs[64 * g + 4 * r + j] as i32 * a.qs[b * QK + 4 * g + j] as i32;
+                        }
+                    }
+                    *acc_r += isum as f32 * t.d[r] * a.d[b];
+                }
+            }
+            out[i] = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn bcast4(p: &[u8], at: usize) -> __m512i {
+        let v = i32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
+        _mm512_set1_epi32(v)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI; `acts.len() <= 4`; every activation row
+    /// has `tiles.len()` blocks.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn q41(tiles: &[TileQ41], acts: &[QuantRow], out: &mut [[f32; ROWS]; 4]) {
+        let mask = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (b, t) in tiles.iter().enumerate() {
+            // Unpack the tile once: w[p] holds values 4p..4p+4, w[p+4] values 4p+16..4p+20.
+            let mut w = [_mm512_setzero_si512(); 8];
+            for p in 0..4 {
+                // SAFETY: `qs` is 256 bytes, 64-byte aligned (repr align 64, offset 0).
+                let v = unsafe { _mm512_load_si512(t.qs.as_ptr().add(64 * p) as *const __m512i) };
+                w[p] = _mm512_and_si512(v, mask);
+                w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+            }
+            // SAFETY: `d` and `m` are 16 f32 each; loads are unaligned-tolerant.
+            let (dw, mw) = unsafe { (_mm512_loadu_ps(t.d.as_ptr()), _mm512_loadu_ps(t.m.as_ptr())) };
+            for (i, a) in acts.iter().enumerate() {
+                let aq: &[u8] = bytemuck_i8(&a.qs[b * QK..b * QK + QK]);
+                let mut isum = _mm512_setzero_si512();
+                for p in 0..4 {
+                    isum = _mm512_dpbusd_epi32(isum, w[p], bcast4(aq, 4 * p));
+                    isum = _mm512_dpbusd_epi32(isum, w[p + 4], bcast4(aq, 16 + 4 * p));
+                }
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(a.d[b]));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[i]);
+                acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.s[b]), acc[i]);
+            }
+        }
+        for (i, o) in out.iter_mut().take(acts.len()).enumerate() {
+            // SAFETY: `o` is 16 f32.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), acc[i]) };
+        }
+    }
+
+    /// # Safety
+    /// As for [`q41`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn q80(tiles: &[TileQ80], acts: &[QuantRow], out: &mut [[f32; ROWS]; 4]) {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (b, t) in tiles.iter().enumerate() {
+            let mut w = [_mm512_setzero_si512(); 8];
+            for (g, wg) in w.iter_mut().enumerate() {
+                // SAFETY: `qs` is 512 bytes, 64-byte aligned.
+                *wg = unsafe { _mm512_load_si512(t.qs.as_ptr().add(64 * g) as *const __m512i) };
+            }
+            // SAFETY: `d` is 16 f32 and `corr` 16 i32.
+            let (dw, corr) = unsafe { (_mm512_loadu_ps(t.d.as_ptr()), _mm512_loadu_si512(t.corr.as_ptr() as *const __m512i)) };
+            for (i, a) in acts.iter().enumerate() {
+                let au = &a.qs_u[b * QK..b * QK + QK];
+                let mut isum = corr;
+                for (g, wg) in w.iter().enumerate() {
+                    isum = _mm512_dpbusd_epi32(isum, bcast4(au, 4 * g), *wg);
+                }
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(a.d[b]));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[i]);
+            }
+        }
+        for (i, o) in out.iter_mut().take(acts.len()).enumerate() {
+            // SAFETY: `o` is 16 f32.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), acc[i]) };
+        }
+    }
+
+    fn bytemuck_i8(x: &[i8]) -> &[u8] {
+        // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, x.len()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense_and_quantized(n: usize, k: usize, dtype: GgmlDType) -> (Tensor, QTensor) {
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3).collect();
+        let w = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        (q.dequantize(&Device::Cpu).unwrap(), q)
+    }
+
+    fn input(rows: usize, k: usize) -> Tensor {
+        let x: Vec<f32> = (0..rows * k).map(|i| (i * 104729 % 997) as f32 / 498.0 - 1.0).collect();
+        Tensor::from_vec(x, (rows, k), &Device::Cpu).unwrap()
+    }
+
+    fn check(dtype: GgmlDType, n: usize, k: usize, rows: usize) {
+        let (dense, q) = dense_and_quantized(n, k, dtype);
+        let ours = TiledMatrix::from_qtensor(&q).unwrap().expect("supported");
+        let x = input(rows, k);
+        let got = ours.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+        let want = x.matmul(&dense.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            // 8-bit activations: well under 1% of the magnitude of these sums.
+            assert!((g - w).abs() < 0.02 * (1.0 + w.abs()), "{dtype:?} {n}x{k} rows {rows}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn q41_matches_dense_matmul() {
+        check(GgmlDType::Q4_1, 64, 576, 1);
+        check(GgmlDType::Q4_1, 32, 64, 7); // two chunks of activation rows (4 + 3)
+    }
+
+    #[test]
+    fn q80_matches_dense_matmul() {
+        check(GgmlDType::Q8_0, 48, 640, 1);
+        check(GgmlDType::Q8_0, 16, 96, 5);
+    }
+
+    #[test]
+    fn simd_equals_scalar() {
+        if !super::super::dispatch::has_avx512_vnni() {
+            return; // nothing to compare on this CPU; the scalar path is what runs
+        }
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let (_, q) = dense_and_quantized(32, 192, dtype);
+            let m = TiledMatrix::from_qtensor(&q).unwrap().unwrap();
+            let x = input(3, 192).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let acts: Vec<QuantRow> = x.chunks_exact(192).map(quantize_row).collect();
+            let (mut a, mut b) = ([[0f32; ROWS]; 4], [[0f32; ROWS]; 4]);
+            match &m.tiles {
+                Tiles::Q41(t) => {
+                    scalar::q41(&t[..m.nb], &acts, &mut a);
+                    super::super::dispatch::q41(&t[..m.nb], &acts, &mut b);
+                }
+                Tiles::Q80(t) => {
+                    scalar::q80(&t[..m.nb], &acts, &mut a);
+                    super::super::dispatch::q80(&t[..m.nb], &acts, &mut b);
+                }
+            }
+            for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{dtype:?}: scalar {x} vs simd {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_shapes_and_formats_are_declined() {
+        let (_, q) = dense_and_quantized(24, 64, GgmlDType::Q4_1); // 24 rows: not a multiple of 16
+        assert!(TiledMatrix::from_qtensor(&q).unwrap().is_none());
+        let (_, q) = dense_and_quantized(32, 256, GgmlDType::Q4K);
+        assert!(TiledMatrix::from_qtensor(&q).unwrap().is_none());
+    }
+}
