@@ -4,7 +4,7 @@
 //! file). Norm weights in Gemma GGUFs already include the `+1` of the reference code.
 
 use super::layers::{
-    attend, concat_rows, embed, split_heads, AttentionShape, Linear, RmsNorm, Rope, RopeStyle, TensorSource,
+    attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope, RopeStyle, TensorSource,
 };
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
@@ -21,16 +21,15 @@ const LOCAL_ROPE_BASE: f32 = 10_000.0;
 
 struct Block {
     attn_norm: RmsNorm,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    /// q, k and v projections of the normed input.
+    qkv: Projections,
     q_norm: RmsNorm,
     k_norm: RmsNorm,
     wo: Linear,
     post_attn_norm: RmsNorm,
     ffn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
+    /// gate and up projections of the normed input.
+    gate_up: Projections,
     down: Linear,
     post_ffn_norm: RmsNorm,
     attn: AttentionShape,
@@ -80,16 +79,17 @@ impl Gemma3 {
             let global = (i + 1) % SLIDING_WINDOW_PATTERN == 0;
             blocks.push(Block {
                 attn_norm: src.rms_norm(&p("attn_norm"), eps)?,
-                wq: src.linear(&p("attn_q"))?,
-                wk: src.linear(&p("attn_k"))?,
-                wv: src.linear(&p("attn_v"))?,
+                qkv: Projections::new(vec![
+                    src.linear(&p("attn_q"))?,
+                    src.linear(&p("attn_k"))?,
+                    src.linear(&p("attn_v"))?,
+                ]),
                 q_norm: src.rms_norm(&p("attn_q_norm"), eps)?,
                 k_norm: src.rms_norm(&p("attn_k_norm"), eps)?,
                 wo: src.linear(&p("attn_output"))?,
                 post_attn_norm: src.rms_norm(&p("post_attention_norm"), eps)?,
                 ffn_norm: src.rms_norm(&p("ffn_norm"), eps)?,
-                gate: src.linear(&p("ffn_gate"))?,
-                up: src.linear(&p("ffn_up"))?,
+                gate_up: Projections::new(vec![src.linear(&p("ffn_gate"))?, src.linear(&p("ffn_up"))?]),
                 down: src.linear(&p("ffn_down"))?,
                 post_ffn_norm: src.rms_norm(&p("post_ffw_norm"), eps)?,
                 attn: AttentionShape {
@@ -123,9 +123,7 @@ impl Gemma3 {
         let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
-            let q = block.wq.forward(&h)?;
-            let k = block.wk.forward(&h)?;
-            let v = block.wv.forward(&h)?;
+            let [q, k, v] = projections3(&block.qkv, &h)?;
             let mut outs = Vec::with_capacity(batch.len());
             let mut offset = 0;
             for seq in batch.iter_mut() {
@@ -142,7 +140,8 @@ impl Gemma3 {
             let attn = block.wo.forward(&concat_rows(outs)?)?;
             x = (x + block.post_attn_norm.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
-            let ff = (gelu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
+            let [gate, up] = projections2(&block.gate_up, &h)?;
+            let ff = (gelu(&gate)? * up)?;
             let ff = block.down.forward(&ff)?;
             x = (x + block.post_ffn_norm.forward(&ff)?)?;
         }

@@ -64,6 +64,44 @@ impl Linear {
     }
 }
 
+/// Several projections of the same input (q, k, v or gate, up): one fused matmul when the
+/// weights allow it, otherwise one matmul each. `forward` returns one tensor per projection.
+pub enum Projections {
+    Fused { matrix: TiledMatrix, widths: Vec<usize> },
+    Separate(Vec<Linear>),
+}
+
+impl Projections {
+    pub fn new(parts: Vec<Linear>) -> Self {
+        let tiled: Vec<&TiledMatrix> =
+            parts.iter().filter_map(|p| if let Linear::Tiled(m) = p { Some(m) } else { None }).collect();
+        if tiled.len() == parts.len() {
+            if let Some(matrix) = TiledMatrix::concat(&tiled) {
+                let widths = tiled.iter().map(|m| m.out_features()).collect();
+                return Self::Fused { matrix, widths };
+            }
+        }
+        Self::Separate(parts)
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Fused { matrix, widths } => {
+                let all = matrix.forward(x)?;
+                let last = all.rank() - 1;
+                let mut out = Vec::with_capacity(widths.len());
+                let mut offset = 0;
+                for &w in widths {
+                    out.push(all.narrow(last, offset, w)?);
+                    offset += w;
+                }
+                Ok(out)
+            }
+            Self::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+        }
+    }
+}
+
 pub struct RmsNorm {
     weight: Tensor,
     eps: f32,
@@ -205,6 +243,24 @@ fn attention_mask(t: usize, start: usize, total: usize, window: Option<usize>) -
 pub fn embed(table: &QTensor, ids: &[u32], device: &Device) -> Result<Tensor> {
     let ids = Tensor::new(ids, device)?;
     Ok(table.embedding(&ids)?)
+}
+
+/// q, k, v from a three-way projection.
+pub fn projections3(p: &Projections, x: &Tensor) -> Result<[Tensor; 3]> {
+    let mut v = p.forward(x)?.into_iter();
+    match (v.next(), v.next(), v.next()) {
+        (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
+        _ => Err(EngineError::Tensor(candle_core::Error::Msg("expected three projections".into()))),
+    }
+}
+
+/// gate, up from a two-way projection.
+pub fn projections2(p: &Projections, x: &Tensor) -> Result<[Tensor; 2]> {
+    let mut v = p.forward(x)?.into_iter();
+    match (v.next(), v.next()) {
+        (Some(a), Some(b)) => Ok([a, b]),
+        _ => Err(EngineError::Tensor(candle_core::Error::Msg("expected two projections".into()))),
+    }
 }
 
 /// Stacks per-sequence `[t_i, d]` results back into one `[sum t_i, d]` tensor, without a

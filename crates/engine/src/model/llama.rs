@@ -2,7 +2,7 @@
 //! blocks with RMS norm, grouped-query attention with interleaved rotary embeddings and a
 //! SwiGLU feed-forward.
 
-use super::layers::{attend, concat_rows, embed, split_heads, AttentionShape, Linear, RmsNorm, Rope, RopeStyle, TensorSource};
+use super::layers::{attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope, RopeStyle, TensorSource};
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
 use crate::gguf::Metadata;
@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 struct Block {
     attn_norm: RmsNorm,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    /// q, k and v projections of the normed input.
+    qkv: Projections,
     wo: Linear,
     ffn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
+    /// gate and up projections of the normed input.
+    gate_up: Projections,
     down: Linear,
 }
 
@@ -65,13 +64,14 @@ impl Llama {
             let p = |n: &str| format!("blk.{i}.{n}.weight");
             blocks.push(Block {
                 attn_norm: src.rms_norm(&p("attn_norm"), config.rms_eps)?,
-                wq: src.linear(&p("attn_q"))?,
-                wk: src.linear(&p("attn_k"))?,
-                wv: src.linear(&p("attn_v"))?,
+                qkv: Projections::new(vec![
+                    src.linear(&p("attn_q"))?,
+                    src.linear(&p("attn_k"))?,
+                    src.linear(&p("attn_v"))?,
+                ]),
                 wo: src.linear(&p("attn_output"))?,
                 ffn_norm: src.rms_norm(&p("ffn_norm"), config.rms_eps)?,
-                gate: src.linear(&p("ffn_gate"))?,
-                up: src.linear(&p("ffn_up"))?,
+                gate_up: Projections::new(vec![src.linear(&p("ffn_gate"))?, src.linear(&p("ffn_up"))?]),
                 down: src.linear(&p("ffn_down"))?,
             });
         }
@@ -103,9 +103,7 @@ impl Llama {
         let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
-            let q = block.wq.forward(&h)?;
-            let k = block.wk.forward(&h)?;
-            let v = block.wv.forward(&h)?;
+            let [q, k, v] = projections3(&block.qkv, &h)?;
             let mut outs = Vec::with_capacity(batch.len());
             let mut offset = 0;
             for seq in batch.iter_mut() {
@@ -120,7 +118,8 @@ impl Llama {
             let attn = concat_rows(outs)?;
             x = (x + block.wo.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
-            let ff = (candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
+            let [gate, up] = projections2(&block.gate_up, &h)?;
+            let ff = (candle_nn::ops::silu(&gate)? * up)?;
             x = (x + block.down.forward(&ff)?)?;
         }
         for seq in batch.iter_mut() {
