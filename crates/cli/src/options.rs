@@ -28,8 +28,8 @@ impl ModelArgs {
         let mut engine = Engine::load(&resolved.path)
             .with_context(|| format!("loading model `{}` from {}", self.model, resolved.path.display()))?;
         if let Some(path) = &self.chat_template {
-            let src = std::fs::read_to_string(path)
-                .with_context(|| format!("reading chat template {}", path.display()))?;
+            let src =
+                std::fs::read_to_string(path).with_context(|| format!("reading chat template {}", path.display()))?;
             engine.set_chat_template(src)?;
         }
         Ok(engine)

@@ -156,11 +156,8 @@ impl Engine {
     /// Replaces the file's chat template (or supplies one for a base model).
     pub fn set_chat_template(&mut self, source: String) -> Result<()> {
         let tok = &self.tokenizer;
-        self.template = Some(ChatTemplate::new(
-            source,
-            token_text(tok, tok.bos_token_id()),
-            token_text(tok, tok.eos_token_id()),
-        )?);
+        self.template =
+            Some(ChatTemplate::new(source, token_text(tok, tok.bos_token_id()), token_text(tok, tok.eos_token_id()))?);
         Ok(())
     }
 
@@ -299,7 +296,7 @@ impl Engine {
             out.tokens.push(id);
             session.tokens.push(id);
             let piece = decoder.push(&self.tokenizer, token.id);
-            let check = stops.push(&piece);
+            let check = stops.push(piece);
             out.text.push_str(&check.emit);
             let flow = on_token(TokenEvent { token: Some(&token), text: &check.emit });
             out.logprobs.push(token);

@@ -30,11 +30,7 @@ pub enum EngineError {
     Template(String),
 
     #[error("the prompt has {prompt_tokens} tokens but the context window is {context_length} tokens (max_tokens {max_tokens} more would be needed)")]
-    ContextOverflow {
-        prompt_tokens: usize,
-        max_tokens: usize,
-        context_length: usize,
-    },
+    ContextOverflow { prompt_tokens: usize, max_tokens: usize, context_length: usize },
 
     #[error("invalid parameter `{field}`: {message}")]
     InvalidParameter { field: &'static str, message: String },

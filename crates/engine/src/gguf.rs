@@ -26,10 +26,7 @@ impl<'a> Metadata<'a> {
     }
 
     pub fn string(&self, key: &str) -> Result<&'a str> {
-        self.require(key)?
-            .to_string()
-            .map(|s| s.as_str())
-            .map_err(|_| bad(key, "string"))
+        self.require(key)?.to_string().map(|s| s.as_str()).map_err(|_| bad(key, "string"))
     }
 
     pub fn opt_string(&self, key: &str) -> Option<&'a str> {

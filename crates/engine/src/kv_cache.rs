@@ -42,18 +42,14 @@ pub struct SequenceKv {
 impl SequenceKv {
     pub fn new(layout: KvLayout, capacity: usize, device: &Device) -> Result<Self> {
         let capacity = capacity.max(16);
-        let layers = (0..layout.n_layers)
-            .map(|_| Self::alloc_layer(layout, capacity, device))
-            .collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..layout.n_layers).map(|_| Self::alloc_layer(layout, capacity, device)).collect::<Result<Vec<_>>>()?;
         Ok(Self { layout, layers, len: 0, capacity, device: device.clone() })
     }
 
     fn alloc_layer(layout: KvLayout, capacity: usize, device: &Device) -> Result<LayerKv> {
         let shape = (layout.n_kv_heads, capacity, layout.head_dim);
-        Ok(LayerKv {
-            k: Tensor::zeros(shape, DType::F32, device)?,
-            v: Tensor::zeros(shape, DType::F32, device)?,
-        })
+        Ok(LayerKv { k: Tensor::zeros(shape, DType::F32, device)?, v: Tensor::zeros(shape, DType::F32, device)? })
     }
 
     /// Number of positions already cached.

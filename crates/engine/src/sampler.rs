@@ -287,7 +287,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens() {
-        let params = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: Some(7), ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: Some(7), ..Default::default() };
         let draw = |params: SamplingParams| {
             let mut s = Sampler::new(params).unwrap();
             (0..50).map(|_| s.sample(&mut logits(), &[]).id).collect::<Vec<_>>()
@@ -295,7 +296,10 @@ mod tests {
         let a = draw(params.clone());
         assert_eq!(a, draw(params.clone()));
         assert_ne!(a, draw(SamplingParams { seed: Some(8), ..params }), "another seed should differ somewhere");
-        assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1, "high temperature samples several tokens");
+        assert!(
+            a.iter().collect::<std::collections::HashSet<_>>().len() > 1,
+            "high temperature samples several tokens"
+        );
     }
 
     #[test]
@@ -310,14 +314,16 @@ mod tests {
     #[test]
     fn top_p_and_min_p_cut_the_tail() {
         // probabilities ~ [0.04, 0.33, 0.12, 0.03, 0.30, ...]: top_p 0.5 keeps tokens 1 and 4.
-        let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5, min_p: 0.0, seed: Some(3), ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5, min_p: 0.0, seed: Some(3), ..Default::default() };
         let mut s = Sampler::new(params).unwrap();
         for _ in 0..100 {
             let id = s.sample(&mut logits(), &[]).id;
             assert!(id == 1 || id == 4, "token {id} should have been cut by top_p");
         }
         // min_p 0.5: tokens below half the best probability go (keeps 1 and 4 again).
-        let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, seed: Some(3), ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, seed: Some(3), ..Default::default() };
         let mut s = Sampler::new(params).unwrap();
         for _ in 0..100 {
             let id = s.sample(&mut logits(), &[]).id;

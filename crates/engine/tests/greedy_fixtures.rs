@@ -61,7 +61,10 @@ fn reference_top3(case: &Case, step: usize) -> Option<&Vec<Top>> {
     let want = case.completion_tokens[step];
     let lo = step.saturating_sub(3);
     let hi = (step + 3).min(case.top3_per_step.len().saturating_sub(1));
-    (lo..=hi).filter(|&k| case.top3_per_step[k][0].id == want).min_by_key(|&k| k.abs_diff(step)).map(|k| &case.top3_per_step[k])
+    (lo..=hi)
+        .filter(|&k| case.top3_per_step[k][0].id == want)
+        .min_by_key(|&k| k.abs_diff(step))
+        .map(|k| &case.top3_per_step[k])
 }
 
 /// Near-tie threshold (nats) for a divergence at or after step 8: llama.cpp and luodi round
@@ -135,9 +138,10 @@ fn check_model(name: &str) -> (usize, usize) {
         });
         // Where the reference has no list for this step (inside a split UTF-8 character),
         // our own top-3 must show the reference's token nearly tied with ours.
-        let own_gap = out.logprobs.get(step).and_then(|t| {
-            t.top.iter().find(|c| c.id == reference[step]).map(|c| t.logprob - c.logprob)
-        });
+        let own_gap = out
+            .logprobs
+            .get(step)
+            .and_then(|t| t.top.iter().find(|c| c.id == reference[step]).map(|c| t.logprob - c.logprob));
         let gap = reference_gap.or(own_gap);
         eprintln!(
             "{name}/{}: diverges at step {step}: ours {ours_tok:?}, reference {}; reference gap {gap:?} nats; llama.cpp 1-thread chose ours: {alt_agrees}",

@@ -49,7 +49,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 }
 
 fn engine(args: EngineBenchArgs) -> Result<()> {
-    let threads = args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads =
+        args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let engine = args.model.load()?;
     let reps = args.repetitions.max(1);
     let mut rows = Vec::new();

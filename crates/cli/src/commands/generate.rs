@@ -35,7 +35,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         Prompt::Raw(args.prompt.clone())
     } else if !engine.has_chat_template() {
         // A base model (no template) continues text; that is what the user can expect of it.
-        anyhow::ensure!(args.system.is_none(), "--system needs a chat template, and this model has none (pass --chat-template FILE)");
+        anyhow::ensure!(
+            args.system.is_none(),
+            "--system needs a chat template, and this model has none (pass --chat-template FILE)"
+        );
         eprintln!("note: the model has no chat template; the prompt is used as raw text");
         Prompt::Raw(args.prompt.clone())
     } else {

@@ -340,7 +340,8 @@ pub(super) mod avx512 {
                 *wg = unsafe { _mm512_load_si512(t.qs.as_ptr().add(64 * g) as *const __m512i) };
             }
             // SAFETY: `d` is 16 f32 and `corr` 16 i32.
-            let (dw, corr) = unsafe { (_mm512_loadu_ps(t.d.as_ptr()), _mm512_loadu_si512(t.corr.as_ptr() as *const __m512i)) };
+            let (dw, corr) =
+                unsafe { (_mm512_loadu_ps(t.d.as_ptr()), _mm512_loadu_si512(t.corr.as_ptr() as *const __m512i)) };
             for (i, a) in acts.iter().enumerate() {
                 let au = &a.qs_u[b * QK..b * QK + QK];
                 let mut isum = corr;

@@ -4,7 +4,8 @@
 //! file). Norm weights in Gemma GGUFs already include the `+1` of the reference code.
 
 use super::layers::{
-    attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope, RopeStyle, TensorSource,
+    attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm,
+    Rope, RopeStyle, TensorSource,
 };
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
@@ -104,11 +105,8 @@ impl Gemma3 {
             });
         }
         let output_norm = src.rms_norm("output_norm.weight", eps)?;
-        let output = if src.has("output.weight") {
-            src.linear("output.weight")?
-        } else {
-            Linear::from_arc(embeddings.clone())?
-        };
+        let output =
+            if src.has("output.weight") { src.linear("output.weight")? } else { Linear::from_arc(embeddings.clone())? };
         let embed_scale = (config.hidden as f64).sqrt();
         Ok(Self { config, embeddings, embed_scale, blocks, output_norm, output, device: src.device.clone() })
     }

@@ -132,9 +132,7 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(head_dim: usize, base: f32, style: RopeStyle) -> Self {
-        let inv_freq = (0..head_dim / 2)
-            .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
-            .collect();
+        let inv_freq = (0..head_dim / 2).map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32)).collect();
         Self { inv_freq, style }
     }
 
@@ -206,10 +204,11 @@ pub fn attend(
         None => scores,
         Some(mask) => {
             let mask = Tensor::from_vec(mask, (t, total), q.device())?;
-            scores
-                .reshape((shape.n_kv_heads, group, t, total))?
-                .broadcast_add(&mask)?
-                .reshape((shape.n_kv_heads, group * t, total))?
+            scores.reshape((shape.n_kv_heads, group, t, total))?.broadcast_add(&mask)?.reshape((
+                shape.n_kv_heads,
+                group * t,
+                total,
+            ))?
         }
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;

@@ -2,7 +2,10 @@
 //! blocks with RMS norm, grouped-query attention with interleaved rotary embeddings and a
 //! SwiGLU feed-forward.
 
-use super::layers::{attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope, RopeStyle, TensorSource};
+use super::layers::{
+    attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm,
+    Rope, RopeStyle, TensorSource,
+};
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
 use crate::gguf::Metadata;
@@ -77,11 +80,8 @@ impl Llama {
         }
         let output_norm = src.rms_norm("output_norm.weight", config.rms_eps)?;
         // Small models tie the output projection to the embedding table.
-        let output = if src.has("output.weight") {
-            src.linear("output.weight")?
-        } else {
-            Linear::from_arc(embeddings.clone())?
-        };
+        let output =
+            if src.has("output.weight") { src.linear("output.weight")? } else { Linear::from_arc(embeddings.clone())? };
         let rope = Rope::new(config.head_dim, config.rope_base, RopeStyle::Interleaved);
         let attn = AttentionShape {
             n_heads: config.n_heads,

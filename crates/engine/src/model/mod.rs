@@ -125,11 +125,7 @@ impl Model {
         for seq in batch.iter() {
             let needed = seq.kv.len() + seq.tokens.len();
             if needed > ctx || seq.tokens.is_empty() {
-                return Err(EngineError::ContextOverflow {
-                    prompt_tokens: needed,
-                    max_tokens: 0,
-                    context_length: ctx,
-                });
+                return Err(EngineError::ContextOverflow { prompt_tokens: needed, max_tokens: 0, context_length: ctx });
             }
         }
         for seq in batch.iter_mut() {
