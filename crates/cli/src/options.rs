@@ -52,19 +52,19 @@ pub struct SamplingArgs {
     #[arg(long, short = 'n', default_value_t = 256)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, allow_hyphen_values = true)]
     pub temperature: f32,
     /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_hyphen_values = true)]
     pub top_p: f32,
     /// Keep only the k most likely tokens (0: off).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
     /// Drop tokens less likely than this fraction of the best one (0: off).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     pub min_p: f32,
     /// Penalize tokens repeated within the last --penalty-last-n tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub repeat_penalty: f32,
     #[arg(long, default_value_t = 64)]
     pub penalty_last_n: usize,

@@ -35,8 +35,18 @@ pub enum EngineError {
     #[error("invalid parameter `{field}`: {message}")]
     InvalidParameter { field: &'static str, message: String },
 
-    #[error("tensor error: {0}")]
+    #[error("tensor error: {}", without_backtrace(.0))]
     Tensor(#[from] candle_core::Error),
+}
+
+/// candle attaches a backtrace to its errors when RUST_BACKTRACE is set; users get the
+/// message, developers can still ask for the backtrace through the log.
+pub fn without_backtrace(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    match text.find("\n   0: ") {
+        Some(at) => text[..at].trim_end().to_string(),
+        None => text,
+    }
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

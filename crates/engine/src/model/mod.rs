@@ -73,7 +73,12 @@ pub struct GgufSummary {
 pub fn read_header(path: &Path) -> Result<(std::fs::File, Content)> {
     let file_err = |reason: String| EngineError::ModelFile { path: path.to_path_buf(), reason };
     let mut file = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
-    let content = Content::read(&mut file).map_err(|e| file_err(format!("not a readable GGUF file ({e})")))?;
+    let content = Content::read(&mut file).map_err(|e| {
+        file_err(format!(
+            "not a readable GGUF file ({}); it may be truncated or corrupt: download it again (`luodi models fetch NAME --force` for catalog models)",
+            crate::error::without_backtrace(&e)
+        ))
+    })?;
     Ok((file, content))
 }
 
@@ -149,7 +154,10 @@ impl<T> MapTruncation<T> for Result<T> {
         self.map_err(|e| match e {
             EngineError::Tensor(inner) => EngineError::ModelFile {
                 path: path.to_path_buf(),
-                reason: format!("tensor data could not be read; the file may be truncated or corrupt ({inner})"),
+                reason: format!(
+                    "tensor data could not be read ({}); the file may be truncated or corrupt: download it again (`luodi models fetch NAME --force` for catalog models)",
+                    crate::error::without_backtrace(&inner)
+                ),
             },
             other => other,
         })
