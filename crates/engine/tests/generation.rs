@@ -40,7 +40,8 @@ fn run(req: &GenerateRequest) -> (luodi_engine::GenerateOutput, Vec<String>) {
 #[test]
 fn prompt_longer_than_context_is_a_clear_error() {
     let long = "hello ".repeat(9000);
-    let err = engine().generate(&request(Prompt::Raw(long), 16, SamplingParams::greedy()), |_| ControlFlow::Continue(()));
+    let err =
+        engine().generate(&request(Prompt::Raw(long), 16, SamplingParams::greedy()), |_| ControlFlow::Continue(()));
     match err {
         Err(EngineError::ContextOverflow { prompt_tokens, context_length, .. }) => {
             assert!(prompt_tokens > 8192);
@@ -62,7 +63,8 @@ fn same_seed_same_output_other_seed_differs() {
 
 #[test]
 fn streamed_pieces_are_whole_characters_and_add_up() {
-    let (out, pieces) = run(&request(chat("Reply with three happy emoji 😀 and nothing else."), 24, SamplingParams::greedy()));
+    let (out, pieces) =
+        run(&request(chat("Reply with three happy emoji 😀 and nothing else."), 24, SamplingParams::greedy()));
     assert_eq!(pieces.concat(), out.text);
     // The last piece may be a flush of a character cut by max_tokens; earlier ones never are.
     for piece in &pieces[..pieces.len().saturating_sub(1)] {
@@ -122,13 +124,21 @@ fn second_turn_reuses_the_cache_and_answers_the_same() {
     let e = engine();
     let first = vec![ChatMessage::new("user", "My name is Li Wei.")];
     let mut session = e.new_session(256).unwrap();
-    let out1 = e.generate_in(&mut session, &request(Prompt::Chat(first.clone()), 16, SamplingParams::greedy()), |_| ControlFlow::Continue(())).unwrap();
+    let out1 = e
+        .generate_in(&mut session, &request(Prompt::Chat(first.clone()), 16, SamplingParams::greedy()), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
     let mut second = first;
     second.push(ChatMessage::new("assistant", out1.text.clone()));
     second.push(ChatMessage::new("user", "What is my name?"));
     let req2 = request(Prompt::Chat(second), 16, SamplingParams::greedy());
     let reused = e.generate_in(&mut session, &req2, |_| ControlFlow::Continue(())).unwrap();
-    assert!(reused.timings.prefilled_tokens < reused.prompt_tokens, "a cached prefix must be reused: {:?}", reused.timings);
+    assert!(
+        reused.timings.prefilled_tokens < reused.prompt_tokens,
+        "a cached prefix must be reused: {:?}",
+        reused.timings
+    );
     let fresh = e.generate(&req2, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(reused.tokens, fresh.tokens, "reusing the cache must not change the answer");
 }

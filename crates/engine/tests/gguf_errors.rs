@@ -7,8 +7,9 @@ use luodi_engine::{Engine, EngineError};
 use std::path::Path;
 
 fn write_gguf(path: &Path, metadata: &[(&str, Value)]) {
-    let t = QTensor::quantize(&Tensor::zeros((32, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::Q8_0)
-        .unwrap();
+    let t =
+        QTensor::quantize(&Tensor::zeros((32, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::Q8_0)
+            .unwrap();
     let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &meta, &[("token_embd.weight", &t)]).unwrap();

@@ -112,6 +112,34 @@ impl TiledMatrix {
         Some(TiledMatrix { n, k, nb, tiles })
     }
 
+    /// Dequantized rows `ids` as `[ids.len(), k]` (an embedding lookup on a tied table).
+    pub fn gather_rows(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        let mut out = Vec::with_capacity(ids.len() * self.k);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.n {
+                candle_core::bail!("token id {id} is outside the table ({} rows)", self.n);
+            }
+            let (tile, r) = (id / ROWS, id % ROWS);
+            for b in 0..self.nb {
+                match &self.tiles {
+                    Tiles::Q41(t) => {
+                        let t = &t[tile * self.nb + b];
+                        let (d, m) = (t.d[r].to_f32(), t.m[r].to_f32());
+                        let byte = |j: usize| t.qs[64 * (j / 4) + 4 * r + j % 4];
+                        out.extend((0..16).map(|j| d * (byte(j) & 0x0F) as f32 + m));
+                        out.extend((0..16).map(|j| d * (byte(j) >> 4) as f32 + m));
+                    }
+                    Tiles::Q80(t) => {
+                        let t = &t[tile * self.nb + b];
+                        out.extend((0..QK).map(|j| t.d[r] * t.qs[64 * (j / 4) + 4 * r + j % 4] as f32));
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(out, (ids.len(), self.k), &Device::Cpu)
+    }
+
     /// `x @ W^T` for `x` of shape `[.., k]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -428,6 +456,22 @@ mod tests {
             for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
                 assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{dtype:?}: scalar {x} vs simd {y}");
             }
+        }
+    }
+
+    #[test]
+    fn gathered_rows_equal_dequantized_rows() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let (dense, q) = dense_and_quantized(48, 64, dtype);
+            let m = TiledMatrix::from_qtensor(&q).unwrap().unwrap();
+            let got = m.gather_rows(&[0, 17, 47]).unwrap().to_vec2::<f32>().unwrap();
+            let dense = dense.to_vec2::<f32>().unwrap();
+            for (g, want) in got.iter().zip([&dense[0], &dense[17], &dense[47]]) {
+                for (a, b) in g.iter().zip(want.iter()) {
+                    assert!((a - b).abs() < 1e-6, "{dtype:?}: {a} vs {b}");
+                }
+            }
+            assert!(m.gather_rows(&[48]).is_err());
         }
     }
 

@@ -4,15 +4,13 @@
 //! file). Norm weights in Gemma GGUFs already include the `+1` of the reference code.
 
 use super::layers::{
-    attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm,
-    Rope, RopeStyle, TensorSource,
+    attend, concat_rows, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope,
+    RopeStyle, TensorSource, TokenEmbedding,
 };
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
 use crate::gguf::Metadata;
-use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
-use std::sync::Arc;
 
 /// One global-attention layer follows every five sliding-window layers (llama.cpp and the
 /// reference implementation hard-code this pattern for Gemma 3; the GGUF does not carry it).
@@ -39,11 +37,10 @@ struct Block {
 
 pub struct Gemma3 {
     config: ModelConfig,
-    embeddings: Arc<QTensor>,
+    embeddings: TokenEmbedding,
     embed_scale: f64,
     blocks: Vec<Block>,
     output_norm: RmsNorm,
-    output: Linear,
     device: Device,
 }
 
@@ -69,8 +66,8 @@ impl Gemma3 {
     }
 
     pub fn load(mut config: ModelConfig, src: &mut TensorSource) -> Result<Self> {
-        let embeddings = Arc::new(src.qtensor("token_embd.weight")?);
-        config.vocab_size = embeddings.shape().dims()[0];
+        let embeddings = TokenEmbedding::load(src)?;
+        config.vocab_size = embeddings.vocab_size();
         let eps = config.rms_eps;
         let global_rope = Rope::new(config.head_dim, config.rope_base, RopeStyle::Halves);
         let local_rope = Rope::new(config.head_dim, LOCAL_ROPE_BASE, RopeStyle::Halves);
@@ -105,10 +102,8 @@ impl Gemma3 {
             });
         }
         let output_norm = src.rms_norm("output_norm.weight", eps)?;
-        let output =
-            if src.has("output.weight") { src.linear("output.weight")? } else { Linear::from_arc(embeddings.clone())? };
         let embed_scale = (config.hidden as f64).sqrt();
-        Ok(Self { config, embeddings, embed_scale, blocks, output_norm, output, device: src.device.clone() })
+        Ok(Self { config, embeddings, embed_scale, blocks, output_norm, device: src.device.clone() })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -117,7 +112,7 @@ impl Gemma3 {
 
     pub fn forward(&self, batch: &mut [SeqBatch<'_>]) -> Result<Tensor> {
         let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let mut x = (embed(&self.embeddings, &ids, &self.device)? * self.embed_scale)?;
+        let mut x = (self.embeddings.embed(&ids, &self.device)? * self.embed_scale)?;
         let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
@@ -149,7 +144,7 @@ impl Gemma3 {
         let lens: Vec<usize> = batch.iter().map(|s| s.tokens.len()).collect();
         let last = super::layers::last_rows(&x, &lens)?;
         let h = self.output_norm.forward(&last)?;
-        self.output.forward(&h)
+        self.embeddings.project(&h)
     }
 }
 

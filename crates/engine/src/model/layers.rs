@@ -238,10 +238,46 @@ fn attention_mask(t: usize, start: usize, total: usize, window: Option<usize>) -
     Some(mask)
 }
 
-/// Looks up token embeddings from a (quantized) table without dequantizing all of it.
-pub fn embed(table: &QTensor, ids: &[u32], device: &Device) -> Result<Tensor> {
-    let ids = Tensor::new(ids, device)?;
-    Ok(table.embedding(&ids)?)
+/// The token embedding table and the output projection, which small models tie to it.
+/// When tied and repacked for the output matmul, lookups read the repacked copy, so the
+/// table is held once (it is the largest tensor of small models: 168 MiB in Gemma 3 270M).
+pub struct TokenEmbedding {
+    lookup: Option<Arc<QTensor>>,
+    output: Linear,
+}
+
+impl TokenEmbedding {
+    pub fn load(src: &mut TensorSource) -> Result<Self> {
+        let table = Arc::new(src.qtensor("token_embd.weight")?);
+        if src.has("output.weight") {
+            return Ok(Self { output: src.linear("output.weight")?, lookup: Some(table) });
+        }
+        let output = Linear::from_arc(table.clone())?;
+        let lookup = if matches!(output, Linear::Tiled(_)) { None } else { Some(table) };
+        Ok(Self { lookup, output })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match (&self.lookup, &self.output) {
+            (Some(t), _) => t.shape().dims()[0],
+            (None, Linear::Tiled(m)) => m.out_features(),
+            (None, Linear::Candle(_)) => 0,
+        }
+    }
+
+    /// Embeddings of `ids`, `[ids.len(), hidden]`, dequantizing only those rows.
+    pub fn embed(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        match (&self.lookup, &self.output) {
+            (Some(table), _) => Ok(table.embedding(&Tensor::new(ids, device)?)?),
+            (None, Linear::Tiled(m)) => Ok(m.gather_rows(ids)?),
+            (None, Linear::Candle(_)) => unreachable!("the table is kept unless the output is tiled"),
+        }
+    }
+
+    /// Logits: `x @ W_out^T`.
+    pub fn project(&self, x: &Tensor) -> Result<Tensor> {
+        self.output.forward(x)
+    }
 }
 
 /// q, k, v from a three-way projection.

@@ -3,15 +3,13 @@
 //! SwiGLU feed-forward.
 
 use super::layers::{
-    attend, concat_rows, embed, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm,
-    Rope, RopeStyle, TensorSource,
+    attend, concat_rows, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope,
+    RopeStyle, TensorSource, TokenEmbedding,
 };
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
 use crate::gguf::Metadata;
-use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
-use std::sync::Arc;
 
 struct Block {
     attn_norm: RmsNorm,
@@ -26,10 +24,9 @@ struct Block {
 
 pub struct Llama {
     config: ModelConfig,
-    embeddings: Arc<QTensor>,
+    embeddings: TokenEmbedding,
     blocks: Vec<Block>,
     output_norm: RmsNorm,
-    output: Linear,
     rope: Rope,
     attn: AttentionShape,
     device: Device,
@@ -60,8 +57,8 @@ impl Llama {
     }
 
     pub fn load(mut config: ModelConfig, src: &mut TensorSource) -> Result<Self> {
-        let embeddings = Arc::new(src.qtensor("token_embd.weight")?);
-        config.vocab_size = embeddings.shape().dims()[0];
+        let embeddings = TokenEmbedding::load(src)?;
+        config.vocab_size = embeddings.vocab_size();
         let mut blocks = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let p = |n: &str| format!("blk.{i}.{n}.weight");
@@ -79,9 +76,6 @@ impl Llama {
             });
         }
         let output_norm = src.rms_norm("output_norm.weight", config.rms_eps)?;
-        // Small models tie the output projection to the embedding table.
-        let output =
-            if src.has("output.weight") { src.linear("output.weight")? } else { Linear::from_arc(embeddings.clone())? };
         let rope = Rope::new(config.head_dim, config.rope_base, RopeStyle::Interleaved);
         let attn = AttentionShape {
             n_heads: config.n_heads,
@@ -90,7 +84,7 @@ impl Llama {
             scale: 1.0 / (config.head_dim as f32).sqrt(),
             window: None,
         };
-        Ok(Self { config, embeddings, blocks, output_norm, output, rope, attn, device: src.device.clone() })
+        Ok(Self { config, embeddings, blocks, output_norm, rope, attn, device: src.device.clone() })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -99,7 +93,7 @@ impl Llama {
 
     pub fn forward(&self, batch: &mut [SeqBatch<'_>]) -> Result<Tensor> {
         let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let mut x = embed(&self.embeddings, &ids, &self.device)?;
+        let mut x = self.embeddings.embed(&ids, &self.device)?;
         let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
@@ -128,6 +122,6 @@ impl Llama {
         let lens: Vec<usize> = batch.iter().map(|s| s.tokens.len()).collect();
         let last = super::layers::last_rows(&x, &lens)?;
         let h = self.output_norm.forward(&last)?;
-        self.output.forward(&h)
+        self.embeddings.project(&h)
     }
 }

@@ -48,8 +48,13 @@ pub(crate) fn build(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
 
 /// Byte-level BPE tokenizer for `tokenizer.ggml.model = "gpt2"`.
 fn build_bpe(vocab: &Vocab, rules: &PreRules) -> Result<tokenizers::Tokenizer> {
+    // HF refuses merges whose parts or result are not tokens; llama.cpp tolerates them (see
+    // `bpe.rs`), so such merges are simply left out here.
+    let known = |s: &str| vocab.ids.contains_key(s);
+    let merges =
+        vocab.merges.iter().filter(|(a, b)| known(a) && known(b) && known(&format!("{a}{b}"))).cloned().collect();
     let model = BPE::builder()
-        .vocab_and_merges(hf_vocab(vocab), vocab.merges.clone())
+        .vocab_and_merges(hf_vocab(vocab), merges)
         .ignore_merges(rules.ignore_merges)
         .build()
         .map_err(|e| hf_err("BPE model", e))?;

@@ -175,8 +175,8 @@ impl Tokenizer {
     /// special tokens, characters missing from a byte-level vocabulary, equal SPM scores.
     pub fn hf(&self) -> &tokenizers::Tokenizer {
         self.hf.get_or_init(|| {
-            // Building only fails on merges naming strings outside the vocabulary (the GGUF
-            // was already read successfully, and SPM merges are derived from the vocabulary).
+            // Cannot fail: merges are filtered to (BPE) or derived from (SPM) the vocabulary,
+            // and the pre-tokenizer regexes already compiled when this tokenizer was built.
             hf::build(&self.vocab).expect("HF tokenizer from an already validated vocabulary")
         })
     }
