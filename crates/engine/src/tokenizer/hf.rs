@@ -90,7 +90,7 @@ fn build_spm(vocab: &Vocab) -> Result<tokenizers::Tokenizer> {
     }
 
     let mut tok = tokenizers::Tokenizer::new(model);
-    tok.with_normalizer(Some(NormalizerSequence::new(normalizers)));
+    tok.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(|e| hf_err("normalizer", e))?;
     tok.with_decoder(Some(DecoderSequence::new(decoders)));
     finish(tok, vocab)
 }
@@ -106,8 +106,8 @@ fn finish(mut tok: tokenizers::Tokenizer, vocab: &Vocab) -> Result<tokenizers::T
             user.push(AddedToken::from(text.clone(), false).normalized(false));
         }
     }
-    tok.add_special_tokens(&special);
-    tok.add_tokens(&user);
+    tok.add_special_tokens(special).map_err(|e| hf_err("special tokens", e))?;
+    tok.add_tokens(user).map_err(|e| hf_err("added tokens", e))?;
 
     if let (true, Some(bos)) = (vocab.add_bos, vocab.bos) {
         let text = vocab.tokens[bos as usize].clone();

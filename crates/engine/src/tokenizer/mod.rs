@@ -44,7 +44,8 @@ pub struct Tokenizer {
 }
 
 enum ModelTokenizer {
-    Bpe { pre: tokenizers::PreTokenizerWrapper, merges: BpeMerges },
+    // Boxed: the pre-tokenizer is large and only one tokenizer exists per model.
+    Bpe { pre: Box<tokenizers::PreTokenizerWrapper>, merges: BpeMerges },
     Spm(Spm),
 }
 
@@ -57,7 +58,10 @@ impl Tokenizer {
         let model = match vocab.kind {
             Kind::Bpe => {
                 let rules = PreRules::for_pre(&vocab.pre);
-                ModelTokenizer::Bpe { pre: rules.pre_tokenizer()?, merges: BpeMerges::new(&vocab, rules.ignore_merges) }
+                ModelTokenizer::Bpe {
+                    pre: Box::new(rules.pre_tokenizer()?),
+                    merges: BpeMerges::new(&vocab, rules.ignore_merges),
+                }
             }
             Kind::Spm => ModelTokenizer::Spm(Spm::new(&vocab)),
         };
