@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the model over HTTP: OpenAI-compatible API, /generate, /metrics, /health.
+    Serve(Box<commands::serve::ServeArgs>),
     /// Generate a completion for one prompt, streamed to stdout.
     Generate(commands::generate::GenerateArgs),
     /// Interactive multi-turn chat (also reads a conversation from a pipe, one turn per line).
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("LUODI_HOME", home);
     }
     let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Chat(args) => commands::chat::run(args),
         Command::Models(cmd) => commands::models::run(cmd),

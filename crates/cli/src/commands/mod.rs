@@ -2,3 +2,4 @@ pub mod bench;
 pub mod chat;
 pub mod generate;
 pub mod models;
+pub mod serve;

@@ -1,0 +1,113 @@
+//! Server settings: defaults, then `luodi.toml`, then `LUODI_*` environment variables,
+//! then command-line flags (the CLI merges the last two through clap).
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    pub port: u16,
+    /// Catalog name, .gguf path or hf: spec.
+    pub model: String,
+    /// Accepted API keys (none: no authentication).
+    pub api_keys: Vec<String>,
+    /// A file with one API key per line (blank lines and `#` comments ignored).
+    pub api_keys_file: Option<PathBuf>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Requests waiting beyond this many get 429.
+    pub max_waiting: usize,
+    /// Longest a generation may run, seconds (`None`: no limit).
+    #[serde(with = "opt_secs")]
+    pub request_timeout: Option<Duration>,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT, seconds.
+    #[serde(with = "secs")]
+    pub shutdown_grace: Duration,
+    /// `text` or `json` logs.
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            model: "smollm2-135m".into(),
+            api_keys: vec![],
+            api_keys_file: None,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_waiting: 64,
+            request_timeout: Some(Duration::from_secs(120)),
+            shutdown_grace: Duration::from_secs(30),
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a `luodi.toml`; unknown keys are an error that names them.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// All accepted keys: configured ones plus the keys file's.
+    pub fn load_keys(&self) -> Result<Vec<String>, String> {
+        let mut keys = self.api_keys.clone();
+        if let Some(path) = &self.api_keys_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read keys file {}: {e}", path.display()))?;
+            keys.extend(
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string),
+            );
+        }
+        Ok(keys)
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(f64::deserialize(d)?.max(0.0)))
+    }
+}
+
+mod opt_secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v = f64::deserialize(d)?;
+        Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("luodi.toml");
+        std::fs::write(&path, "port = 9000\nrequest_timeout = 0\napi_keys = [\"k1\"]\n").unwrap();
+        let c = ServerConfig::from_file(&path).unwrap();
+        assert_eq!((c.port, c.request_timeout, c.host.as_str()), (9000, None, "127.0.0.1"));
+        std::fs::write(&path, "prot = 9000\n").unwrap();
+        let err = ServerConfig::from_file(&path).unwrap_err();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn keys_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "# ops team\nkey-a\n\n key-b \n").unwrap();
+        let c = ServerConfig { api_keys: vec!["k".into()], api_keys_file: Some(path), ..Default::default() };
+        assert_eq!(c.load_keys().unwrap(), vec!["k", "key-a", "key-b"]);
+    }
+}

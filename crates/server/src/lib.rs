@@ -1,0 +1,66 @@
+//! luodi's HTTP server: the OpenAI-compatible API, the plain `/generate` contract, health,
+//! readiness and Prometheus metrics, in front of the engine.
+//!
+//! The server knows the engine only through [`backend::Backend`].
+
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod state;
+pub mod validate;
+pub mod worker;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// The process-wide Prometheus recorder (the `metrics` facade has one global recorder).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| b.install_recorder())
+                .expect("installing the metrics recorder")
+        })
+        .clone()
+}
+
+/// Serves until SIGTERM/SIGINT, then stops accepting and lets in-flight requests finish
+/// within the configured grace period.
+pub async fn serve(router: axum::Router, config: &config::ServerConfig) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let grace = config.shutdown_grace;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        result = server => result,
+        _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "grace period over; exiting with requests still running");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,219 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`, streaming (SSE) or not.
+
+use super::{unix_time, JsonObject};
+use crate::backend::{Finished, GenEvent, TokenInfo};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::validate::{self, Fields};
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use luodi_engine::Prompt;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Text,
+}
+
+pub async fn chat(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response, ApiError> {
+    let backend = &state.backend;
+    let req = validate::chat_request(&body, backend.model_id(), backend.context_length())?;
+    respond(state, Kind::Chat, req).await
+}
+
+pub async fn completions(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response, ApiError> {
+    let backend = &state.backend;
+    let f = Fields(&body);
+    validate::check_model(&f, backend.model_id())?;
+    f.refuse(&["suffix", "echo", "best_of"])?;
+    let prompt = match f.0.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            items[0].as_str().unwrap_or_default().to_string()
+        }
+        _ => return Err(ApiError::invalid("prompt", "`prompt` is required and must be a string")),
+    };
+    let (stream, include_usage) = validate::stream_fields(&f)?;
+    let top = match f.0.get("logprobs") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().filter(|n| *n <= 20) {
+            Some(n) => Some(n as usize),
+            None => return Err(ApiError::invalid("logprobs", "`logprobs` must be an integer in [0, 20]")),
+        },
+    };
+    let mut sampling = validate::sampling(&f)?;
+    sampling.top_logprobs = top.unwrap_or(0);
+    let req = validate::ChatRequest {
+        gen: crate::backend::GenRequest {
+            prompt: Prompt::Raw(prompt),
+            max_tokens: validate::max_tokens(&f, &["max_tokens"], backend.context_length(), 16)?,
+            sampling,
+            stop: f.stop()?,
+            deadline: None,
+            logprobs: top.is_some(),
+        },
+        stream,
+        include_usage,
+        top_logprobs: top.unwrap_or(0),
+    };
+    respond(state, Kind::Text, req).await
+}
+
+async fn respond(state: AppState, kind: Kind, mut req: validate::ChatRequest) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    req.gen.deadline = state.config.request_timeout.map(|t| started + t);
+    let events = state.backend.submit(req.gen)?;
+    let id = match kind {
+        Kind::Chat => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        Kind::Text => format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+    };
+    let model = state.backend.model_id().to_string();
+    let created = unix_time();
+    if req.stream {
+        return Ok(stream_response(kind, id, model, created, req.include_usage, events, started));
+    }
+    let mut events = events;
+    let mut text = String::new();
+    let mut logprobs = Vec::new();
+    let mut first = true;
+    while let Some(event) = events.recv().await {
+        match event? {
+            GenEvent::Token { text: t, info } => {
+                if first {
+                    metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
+                    first = false;
+                }
+                text.push_str(&t);
+                if let Some(info) = info {
+                    logprobs.push(info);
+                }
+            }
+            GenEvent::Done(done) => {
+                let lp = logprobs_json(kind, &logprobs);
+                let choice = match kind {
+                    Kind::Chat => json!({
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": lp,
+                        "finish_reason": done.finish_reason,
+                    }),
+                    Kind::Text => {
+                        json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": done.finish_reason})
+                    }
+                };
+                let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
+                return Ok(Json(json!({
+                    "id": id, "object": object, "created": created, "model": model,
+                    "choices": [choice], "usage": usage(&done),
+                }))
+                .into_response());
+            }
+        }
+    }
+    Err(ApiError::internal("the engine ended a request without finishing it"))
+}
+
+fn logprobs_json(kind: Kind, infos: &[TokenInfo]) -> Value {
+    if infos.is_empty() {
+        return Value::Null;
+    }
+    match kind {
+        Kind::Chat => json!({"content": infos.iter().map(chat_logprob).collect::<Vec<_>>()}),
+        Kind::Text => json!({
+            "tokens": infos.iter().map(|i| i.token.clone()).collect::<Vec<_>>(),
+            "token_logprobs": infos.iter().map(|i| i.logprob).collect::<Vec<_>>(),
+            "top_logprobs": infos
+                .iter()
+                .map(|i| i.top.iter().map(|(t, l, _)| (t.clone(), json!(l))).collect::<serde_json::Map<_, _>>())
+                .collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn chat_logprob(i: &TokenInfo) -> Value {
+    json!({
+        "token": i.token, "logprob": i.logprob, "bytes": i.bytes,
+        "top_logprobs": i.top.iter().map(|(t, l, b)| json!({"token": t, "logprob": l, "bytes": b})).collect::<Vec<_>>(),
+    })
+}
+
+fn usage(done: &Finished) -> Value {
+    json!({
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+        "total_tokens": done.prompt_tokens + done.completion_tokens,
+    })
+}
+
+fn stream_response(
+    kind: Kind,
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    events: crate::backend::EventStream,
+    started: Instant,
+) -> Response {
+    let object = if kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" };
+    let chunk = move |choices: Value, usage: Option<Value>| {
+        let mut v = json!({"id": id, "object": object, "created": created, "model": model, "choices": choices});
+        if include_usage {
+            v["usage"] = usage.unwrap_or(Value::Null);
+        }
+        Event::default().data(v.to_string())
+    };
+    let mut first = true;
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(events).map(move |event| -> Vec<Event> {
+        match event {
+            Ok(GenEvent::Token { text, info }) => {
+                let mut out = Vec::new();
+                if first {
+                    metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
+                    if kind == Kind::Chat {
+                        out.push(chunk(
+                            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+                            None,
+                        ));
+                    }
+                    first = false;
+                }
+                if text.is_empty() && info.is_none() {
+                    return out;
+                }
+                let lp = match (&info, kind) {
+                    (Some(i), Kind::Chat) => json!({"content": [chat_logprob(i)]}),
+                    (Some(i), Kind::Text) => json!({"tokens": [i.token], "token_logprobs": [i.logprob]}),
+                    (None, _) => Value::Null,
+                };
+                let choice = match kind {
+                    Kind::Chat => json!({"index": 0, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}),
+                    Kind::Text => json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": null}),
+                };
+                out.push(chunk(json!([choice]), None));
+                out
+            }
+            Ok(GenEvent::Done(done)) => {
+                let choice = match kind {
+                    Kind::Chat => json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": done.finish_reason}),
+                    Kind::Text => json!({"index": 0, "text": "", "logprobs": null, "finish_reason": done.finish_reason}),
+                };
+                let mut out = vec![chunk(json!([choice]), None)];
+                if include_usage {
+                    out.push(chunk(json!([]), Some(usage(&done))));
+                }
+                out.push(Event::default().data("[DONE]"));
+                out
+            }
+            // Headers are gone by now: the error travels as an SSE event in OpenAI's shape.
+            Err(e) => vec![Event::default().data(e.body().to_string()), Event::default().data("[DONE]")],
+        }
+    });
+    let stream = stream.flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}

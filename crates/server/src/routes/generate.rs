@@ -1,0 +1,51 @@
+//! `POST /generate`: the plain contract many internal services call:
+//! `{"prompt": "...", "max_length": 100}` -> `{"response": "..."}`.
+//! The prompt is the user's message (chat template applied when the model has one) unless
+//! `"raw": true`; OpenAI sampling fields are accepted too.
+
+use super::JsonObject;
+use crate::backend::{GenEvent, GenRequest};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::validate::{self, Fields};
+use axum::extract::State;
+use axum::Json;
+use luodi_engine::{ChatMessage, Prompt};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+pub async fn generate(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
+    let f = Fields(&body);
+    let text = f.required_string("prompt")?;
+    let raw = f.bool("raw")?.unwrap_or(false);
+    let prompt = if raw || !state.chat_template {
+        Prompt::Raw(text)
+    } else {
+        Prompt::Chat(vec![ChatMessage::new("user", text)])
+    };
+    let started = Instant::now();
+    let request = GenRequest {
+        prompt,
+        max_tokens: validate::max_tokens(&f, &["max_length", "max_tokens"], state.backend.context_length(), 100)?,
+        sampling: validate::sampling(&f)?,
+        stop: f.stop()?,
+        deadline: state.config.request_timeout.map(|t| started + t),
+        logprobs: false,
+    };
+    let mut events = state.backend.submit(request)?;
+    let mut response = String::new();
+    while let Some(event) = events.recv().await {
+        match event? {
+            GenEvent::Token { text, .. } => response.push_str(&text),
+            GenEvent::Done(done) => {
+                return Ok(Json(json!({
+                    "response": response,
+                    "finish_reason": done.finish_reason,
+                    "prompt_tokens": done.prompt_tokens,
+                    "completion_tokens": done.completion_tokens,
+                })))
+            }
+        }
+    }
+    Err(ApiError::internal("the engine ended a request without finishing it"))
+}

@@ -1,0 +1,38 @@
+//! HTTP handlers, one file per family of endpoints.
+
+pub mod completions;
+pub mod generate;
+pub mod system;
+
+use crate::error::ApiError;
+use crate::validate::parse_object;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde_json::{Map, Value};
+
+/// A JSON object body; malformed JSON and over-limit bodies become OpenAI-shaped errors.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::bad_json(format!("cannot read the request body: {rejection}"))
+            }
+        })?;
+        Ok(JsonObject(parse_object(&bytes)?))
+    }
+}
+
+/// The configured body limit, for the 413 message.
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,15 @@
+//! What every handler can reach.
+
+use crate::backend::Backend;
+use crate::config::ServerConfig;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub config: Arc<ServerConfig>,
+    pub metrics: PrometheusHandle,
+    /// Whether `/generate` wraps prompts in the model's chat template.
+    pub chat_template: bool,
+}

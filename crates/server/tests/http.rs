@@ -1,0 +1,269 @@
+//! Every error path and the wire shapes, through `Router::oneshot` with a fake backend.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use luodi_server::app::{router, ApiKeys};
+use luodi_server::backend::{Backend, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::config::ServerConfig;
+use luodi_server::error::ApiError;
+use luodi_server::state::AppState;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+/// Answers "Hello, 世界" in three tokens, or whatever the test scripts.
+struct Fake {
+    ready: bool,
+    full: bool,
+    fail: Option<ApiError>,
+    seen: Mutex<Vec<GenRequest>>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Self { ready: true, full: false, fail: None, seen: Mutex::new(vec![]) }
+    }
+}
+
+impl Backend for Fake {
+    fn model_id(&self) -> &str {
+        "tiny"
+    }
+    fn context_length(&self) -> usize {
+        100
+    }
+    fn is_ready(&self) -> bool {
+        self.ready
+    }
+    fn submit(&self, request: GenRequest) -> Result<EventStream, ApiError> {
+        if !self.ready {
+            return Err(ApiError::not_ready());
+        }
+        if self.full {
+            return Err(ApiError::overloaded(2));
+        }
+        self.seen.lock().unwrap().push(request);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(e) = &self.fail {
+            tx.send(Err(e.clone())).unwrap();
+            return Ok(rx);
+        }
+        for t in ["Hello", ", ", "世界"] {
+            tx.send(Ok(GenEvent::Token { text: t.into(), info: None })).unwrap();
+        }
+        tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 5, completion_tokens: 3 }))).unwrap();
+        Ok(rx)
+    }
+    fn load(&self) -> (usize, usize) {
+        (0, 0)
+    }
+}
+
+fn app_with(fake: Fake, keys: Vec<&str>, config: ServerConfig) -> (axum::Router, Arc<Fake>) {
+    let fake = Arc::new(fake);
+    let state = AppState {
+        backend: fake.clone(),
+        config: Arc::new(config),
+        metrics: luodi_server::metrics_handle(),
+        chat_template: true,
+    };
+    (router(state, ApiKeys::new(keys.into_iter().map(String::from).collect())), fake)
+}
+
+fn app() -> axum::Router {
+    app_with(Fake::new(), vec![], ServerConfig::default()).0
+}
+
+async fn call(app: axum::Router, method: &str, path: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+fn chat_body() -> Value {
+    json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn assert_openai_error(status: StatusCode, body: &[u8], want: StatusCode, needle: &str) {
+    assert_eq!(status, want, "{}", String::from_utf8_lossy(body));
+    let v = json_of(body);
+    let e = &v["error"];
+    for field in ["message", "type", "param", "code"] {
+        assert!(e.get(field).is_some(), "error lacks `{field}`: {v}");
+    }
+    assert!(e["message"].as_str().unwrap().contains(needle), "{v}");
+}
+
+#[tokio::test]
+async fn chat_completion_shape() {
+    let (status, headers, body) = call(app(), "POST", "/v1/chat/completions", Some(chat_body()), None).await;
+    assert_eq!(status, 200);
+    assert!(headers.contains_key("x-request-id"));
+    let v = json_of(&body);
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello, 世界");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"], json!({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}));
+}
+
+#[tokio::test]
+async fn streaming_with_usage_ends_with_done() {
+    let mut body = chat_body();
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let (status, headers, bytes) = call(app(), "POST", "/v1/chat/completions", Some(body), None).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = String::from_utf8(bytes).unwrap();
+    let datas: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(*datas.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = datas[..datas.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String =
+        chunks.iter().filter_map(|c| c["choices"].get(0)?.get("delta")?.get("content")?.as_str()).collect();
+    assert_eq!(content, "Hello, 世界");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["total_tokens"], 8);
+    assert!(chunks.iter().any(|c| c["choices"].get(0).is_some_and(|ch| ch["finish_reason"] == "stop")));
+}
+
+#[tokio::test]
+async fn completions_and_generate_and_models() {
+    let (s, _, b) =
+        call(app(), "POST", "/v1/completions", Some(json!({"model": "tiny", "prompt": "Once"})), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&b)["choices"][0]["text"], "Hello, 世界");
+    let (s, _, b) = call(app(), "POST", "/generate", Some(json!({"prompt": "hi", "max_length": 100})), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&b)["response"], "Hello, 世界");
+    let (s, _, b) = call(app(), "GET", "/v1/models", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(json_of(&b)["data"][0]["id"], "tiny");
+}
+
+#[tokio::test]
+async fn generate_maps_max_length_and_defaults() {
+    let (app, fake) = app_with(Fake::new(), vec![], ServerConfig::default());
+    call(app.clone(), "POST", "/generate", Some(json!({"prompt": "hi", "max_length": 7})), None).await;
+    call(app, "POST", "/generate", Some(json!({"prompt": "hi"})), None).await;
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen[0].max_tokens, 7);
+    assert_eq!(seen[1].max_tokens, 100);
+    let (s, _, b) = call(app_with(Fake::new(), vec![], ServerConfig::default()).0, "POST", "/generate", Some(json!({"max_length": 5})), None).await;
+    assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "`prompt` is required");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_400_naming_the_field() {
+    let mut body = chat_body();
+    body["temperature"] = json!(9);
+    let (s, _, b) = call(app(), "POST", "/v1/chat/completions", Some(body), None).await;
+    assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "`temperature` must be in [0, 2]");
+    assert_eq!(json_of(&b)["error"]["param"], "temperature");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let req = Request::builder().method("POST").uri("/v1/chat/completions").body(Body::from("{\"model\": ")).unwrap();
+    let resp = app().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_openai_error(status, &body, StatusCode::BAD_REQUEST, "not valid JSON");
+}
+
+#[tokio::test]
+async fn unknown_model_is_404() {
+    let mut body = chat_body();
+    body["model"] = json!("gpt-4o");
+    let (s, _, b) = call(app(), "POST", "/v1/chat/completions", Some(body), None).await;
+    assert_openai_error(s, &b, StatusCode::NOT_FOUND, "`gpt-4o` does not exist");
+}
+
+#[tokio::test]
+async fn api_keys_are_required_when_configured() {
+    let (app, _) = app_with(Fake::new(), vec!["s3cret", "other"], ServerConfig::default());
+    let (s, _, b) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), None).await;
+    assert_openai_error(s, &b, StatusCode::UNAUTHORIZED, "API key");
+    let (s, _, _) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), Some("wrong")).await;
+    assert_eq!(s, 401);
+    let (s, _, _) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), Some("other")).await;
+    assert_eq!(s, 200);
+    // Liveness and metrics stay open for probes and scrapers.
+    let (s, _, _) = call(app, "GET", "/health", None, None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let config = ServerConfig { max_body_bytes: 64, ..Default::default() };
+    let (app, _) = app_with(Fake::new(), vec![], config);
+    let mut body = chat_body();
+    body["messages"][0]["content"] = json!("x".repeat(500));
+    let (s, _, b) = call(app, "POST", "/v1/chat/completions", Some(body), None).await;
+    assert_openai_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "limit of 64 bytes");
+}
+
+#[tokio::test]
+async fn full_queue_is_429_with_retry_after() {
+    let (app, _) = app_with(Fake { full: true, ..Fake::new() }, vec![], ServerConfig::default());
+    let (s, headers, b) = call(app, "POST", "/v1/chat/completions", Some(chat_body()), None).await;
+    assert_openai_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "busy");
+    assert_eq!(headers["retry-after"], "2");
+}
+
+#[tokio::test]
+async fn not_ready_is_503() {
+    let (app, _) = app_with(Fake { ready: false, ..Fake::new() }, vec![], ServerConfig::default());
+    let (s, _, _) = call(app.clone(), "GET", "/ready", None, None).await;
+    assert_eq!(s, 503);
+    let (s, headers, b) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), None).await;
+    assert_openai_error(s, &b, StatusCode::SERVICE_UNAVAILABLE, "not loaded");
+    assert!(headers.contains_key("retry-after"));
+    let (s, _, _) = call(app, "GET", "/health", None, None).await;
+    assert_eq!(s, 200, "liveness does not depend on the model");
+}
+
+#[tokio::test]
+async fn context_overflow_is_400_with_the_numbers() {
+    let err = ApiError::from(luodi_engine::EngineError::ContextOverflow { prompt_tokens: 120, max_tokens: 10, context_length: 100 });
+    let (app, _) = app_with(Fake { fail: Some(err), ..Fake::new() }, vec![], ServerConfig::default());
+    let (s, _, b) = call(app, "POST", "/v1/chat/completions", Some(chat_body()), None).await;
+    assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "maximum context length is 100 tokens");
+    assert_eq!(json_of(&b)["error"]["code"], "context_length_exceeded");
+}
+
+#[tokio::test]
+async fn unknown_route_and_method_are_openai_errors() {
+    let (s, _, b) = call(app(), "GET", "/v1/nope", None, None).await;
+    assert_openai_error(s, &b, StatusCode::NOT_FOUND, "/v1/nope");
+    let (s, _, b) = call(app(), "GET", "/v1/chat/completions", None, None).await;
+    assert_openai_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    call(app(), "GET", "/v1/models", None, None).await;
+    let (s, _, b) = call(app(), "GET", "/metrics", None, None).await;
+    assert_eq!(s, 200);
+    let text = String::from_utf8(b).unwrap();
+    assert!(text.contains("luodi_http_requests_total{route=\"/v1/models\",status=\"200\"}"), "{text}");
+    assert!(text.contains("luodi_requests_waiting"), "{text}");
+}
+
+#[tokio::test]
+async fn request_id_is_echoed() {
+    let req = Request::builder().uri("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+    let resp = app().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""End-to-end: the real `luodi serve` on 127.0.0.1 with the real default model, driven by the
+official `openai` package and curl. Usage: openai_client.py PATH/TO/luodi
+
+Checks non-streaming and streaming (with usage) chat, completions, /generate through curl,
+error shapes through the client, and a graceful SIGTERM (in-flight request finishes, exit 0).
+Prints 'N passed, N failed' and exits non-zero on any failure.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import openai
+
+BIN = sys.argv[1]
+MODEL = "smollm2-135m"
+results = []
+
+
+def check(name, fn):
+    try:
+        fn()
+        results.append((name, None))
+        print(f"ok   {name}", flush=True)
+    except Exception as e:  # noqa: BLE001 - report every failure, keep going
+        results.append((name, e))
+        print(f"FAIL {name}: {e!r}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(port, *extra):
+    proc = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--model", MODEL, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            raise RuntimeError("server exited early:\n" + proc.stdout.read())
+    proc.kill()
+    raise RuntimeError("server did not become ready in 120 s")
+
+
+port = free_port()
+server = start(port, "--api-key", "test-key")
+client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="test-key", max_retries=0, timeout=60)
+
+
+def chat_non_streaming():
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                       max_tokens=16, temperature=0)
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant" and r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def chat_streaming_with_usage():
+    stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "请用一句话介绍你自己。"}],
+                                            max_tokens=12, temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    text, usage, finish = "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            finish = ch.finish_reason or finish
+    assert text and "\ufffd" not in text, text
+    assert finish == "length", finish
+    assert usage and usage.completion_tokens == 12, usage
+
+
+def same_answer_streamed_or_not():
+    msgs = [{"role": "user", "content": "Name three colors."}]
+    whole = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=20, temperature=0).choices[0].message.content
+    parts = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=20, temperature=0, stream=True)
+    assert whole == "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+
+
+def logprobs():
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
+                                       temperature=0, logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert len(content) == 3 and len(content[0].top_logprobs) == 2
+    assert content[0].logprob <= 0
+
+
+def completions():
+    r = client.completions.create(model=MODEL, prompt="1, 2, 3, 4, 5,", max_tokens=6, temperature=0)
+    assert r.choices[0].text.startswith(" 6"), r.choices[0].text
+
+
+def errors_through_the_client():
+    try:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], top_p=0)
+        raise AssertionError("top_p=0 accepted")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "top_p", e.body
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("unknown model accepted")
+    except openai.NotFoundError:
+        pass
+    bad = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0)
+    try:
+        bad.models.list()
+        raise AssertionError("wrong key accepted")
+    except openai.AuthenticationError:
+        pass
+
+
+def models():
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def generate_with_curl():
+    out = subprocess.run(["curl", "-sS", "-f", f"http://127.0.0.1:{port}/generate", "-H", "Authorization: Bearer test-key",
+                          "-H", "Content-Type: application/json",
+                          "-d", json.dumps({"prompt": "What are your opening hours?", "max_length": 10})],
+                         capture_output=True, text=True, check=True).stdout
+    body = json.loads(out)
+    assert isinstance(body["response"], str) and body["response"], body
+
+
+def graceful_shutdown():
+    got = {}
+
+    def slow():
+        r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Tell a long story."}],
+                                           max_tokens=60, temperature=0)
+        got["finish"] = r.choices[0].finish_reason
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    server.send_signal(signal.SIGTERM)
+    t.join(60)
+    code = server.wait(60)
+    assert got.get("finish") == "length", got
+    assert code == 0, code
+
+
+for name, fn in [("chat, non-streaming", chat_non_streaming), ("chat, streaming with usage (Chinese)", chat_streaming_with_usage),
+                 ("same answer streamed or not", same_answer_streamed_or_not), ("logprobs", logprobs),
+                 ("completions", completions), ("errors through the client", errors_through_the_client),
+                 ("models", models), ("/generate with curl", generate_with_curl),
+                 ("SIGTERM finishes in-flight requests, exit 0", graceful_shutdown)]:
+    check(name, fn)
+
+if server.poll() is None:
+    server.kill()
+failed = sum(1 for _, e in results if e)
+print(f"{len(results) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
