@@ -139,6 +139,46 @@ def generate_with_curl():
     assert isinstance(body["response"], str) and body["response"], body
 
 
+def completion_tokens_counter():
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("luodi_completion_tokens_total"):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def disconnect_stops_generation():
+    before = completion_tokens_counter()
+    # Counting never reaches an end-of-text token: without cancellation all 400 would come.
+    stream = client.completions.create(model=MODEL, prompt="1, 2, 3, 4, 5,", max_tokens=400, temperature=0, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        time.sleep(0.5)
+        ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5).read())
+        if ready["running"] == 0:
+            break
+    generated = completion_tokens_counter() - before
+    assert 0 < generated < 400, f"{generated} tokens generated after the client left"
+
+
+def deadline_ends_runaway_generation():
+    p2 = free_port()
+    short = start(p2, "--request-timeout", "0.3")
+    try:
+        c2 = openai.OpenAI(base_url=f"http://127.0.0.1:{p2}/v1", api_key="none", max_retries=0, timeout=60)
+        r = c2.completions.create(model=MODEL, prompt="1, 2, 3, 4, 5,", max_tokens=2000, temperature=0)
+        assert r.choices[0].finish_reason == "length"
+        assert r.usage.completion_tokens < 2000, r.usage
+    finally:
+        short.kill()
+        short.wait()
+
+
 def graceful_shutdown():
     got = {}
 
@@ -161,6 +201,8 @@ for name, fn in [("chat, non-streaming", chat_non_streaming), ("chat, streaming 
                  ("same answer streamed or not", same_answer_streamed_or_not), ("logprobs", logprobs),
                  ("completions", completions), ("errors through the client", errors_through_the_client),
                  ("models", models), ("/generate with curl", generate_with_curl),
+                 ("client disconnect stops generation", disconnect_stops_generation),
+                 ("request deadline ends a runaway generation", deadline_ends_runaway_generation),
                  ("SIGTERM finishes in-flight requests, exit 0", graceful_shutdown)]:
     check(name, fn)
 
