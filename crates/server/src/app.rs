@@ -43,6 +43,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route("/v1/chat/completions", post(routes::completions::chat))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/models", get(routes::system::models))
+        .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/generate", post(routes::generate::generate))
         .route_layer(middleware::from_fn_with_state(keys, require_key));
     Router::new()

@@ -56,3 +56,27 @@ pub trait Backend: Send + Sync + 'static {
     /// Requests waiting and running, for metrics and readiness.
     fn load(&self) -> (usize, usize);
 }
+
+/// Sentence embeddings behind the same kind of seam.
+pub trait Embedder: Send + Sync + 'static {
+    fn model_id(&self) -> &str;
+    /// Longest input in tokens (longer inputs are truncated, as sentence-transformers does).
+    fn max_tokens(&self) -> usize;
+    /// One L2-normalized vector per input, and the tokens each input used.
+    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), ApiError>;
+}
+
+impl Embedder for (String, luodi_engine::embedding::EmbeddingModel) {
+    fn model_id(&self) -> &str {
+        &self.0
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.1.max_tokens()
+    }
+
+    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), ApiError> {
+        let out = self.1.embed(inputs).map_err(ApiError::from)?;
+        Ok((out.vectors, out.token_counts))
+    }
+}

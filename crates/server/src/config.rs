@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Catalog name, .gguf path or hf: spec.
     pub model: String,
+    /// Embedding model for `/v1/embeddings` (catalog name or model directory; empty: none).
+    pub embedding_model: String,
     /// Accepted API keys (none: no authentication).
     pub api_keys: Vec<String>,
     /// A file with one API key per line (blank lines and `#` comments ignored).
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             model: "smollm2-135m".into(),
+            embedding_model: "minilm-l6".into(),
             api_keys: vec![],
             api_keys_file: None,
             max_body_bytes: 2 * 1024 * 1024,

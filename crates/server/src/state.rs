@@ -1,6 +1,6 @@
 //! What every handler can reach.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Embedder};
 use crate::config::ServerConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -8,6 +8,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
+    /// `None` when no embedding model is configured (then `/v1/embeddings` is a 404).
+    pub embedder: Option<Arc<dyn Embedder>>,
     pub config: Arc<ServerConfig>,
     pub metrics: PrometheusHandle,
     /// Whether `/generate` wraps prompts in the model's chat template.

@@ -52,7 +52,8 @@ impl Backend for Fake {
         for t in ["Hello", ", ", "世界"] {
             tx.send(Ok(GenEvent::Token { text: t.into(), info: None })).unwrap();
         }
-        tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 5, completion_tokens: 3 }))).unwrap();
+        tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 5, completion_tokens: 3 })))
+            .unwrap();
         Ok(rx)
     }
     fn load(&self) -> (usize, usize) {
@@ -64,6 +65,7 @@ fn app_with(fake: Fake, keys: Vec<&str>, config: ServerConfig) -> (axum::Router,
     let fake = Arc::new(fake);
     let state = AppState {
         backend: fake.clone(),
+        embedder: None,
         config: Arc::new(config),
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
@@ -75,7 +77,13 @@ fn app() -> axum::Router {
     app_with(Fake::new(), vec![], ServerConfig::default()).0
 }
 
-async fn call(app: axum::Router, method: &str, path: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn call(
+    app: axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
@@ -157,10 +165,16 @@ async fn generate_maps_max_length_and_defaults() {
     let (app, fake) = app_with(Fake::new(), vec![], ServerConfig::default());
     call(app.clone(), "POST", "/generate", Some(json!({"prompt": "hi", "max_length": 7})), None).await;
     call(app, "POST", "/generate", Some(json!({"prompt": "hi"})), None).await;
-    let seen = fake.seen.lock().unwrap();
-    assert_eq!(seen[0].max_tokens, 7);
-    assert_eq!(seen[1].max_tokens, 100);
-    let (s, _, b) = call(app_with(Fake::new(), vec![], ServerConfig::default()).0, "POST", "/generate", Some(json!({"max_length": 5})), None).await;
+    let max_tokens: Vec<usize> = fake.seen.lock().unwrap().iter().map(|r| r.max_tokens).collect();
+    assert_eq!(max_tokens, vec![7, 100]);
+    let (s, _, b) = call(
+        app_with(Fake::new(), vec![], ServerConfig::default()).0,
+        "POST",
+        "/generate",
+        Some(json!({"max_length": 5})),
+        None,
+    )
+    .await;
     assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "`prompt` is required");
 }
 
@@ -236,7 +250,11 @@ async fn not_ready_is_503() {
 
 #[tokio::test]
 async fn context_overflow_is_400_with_the_numbers() {
-    let err = ApiError::from(luodi_engine::EngineError::ContextOverflow { prompt_tokens: 120, max_tokens: 10, context_length: 100 });
+    let err = ApiError::from(luodi_engine::EngineError::ContextOverflow {
+        prompt_tokens: 120,
+        max_tokens: 10,
+        context_length: 100,
+    });
     let (app, _) = app_with(Fake { fail: Some(err), ..Fake::new() }, vec![], ServerConfig::default());
     let (s, _, b) = call(app, "POST", "/v1/chat/completions", Some(chat_body()), None).await;
     assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "maximum context length is 100 tokens");
@@ -266,4 +284,68 @@ async fn request_id_is_echoed() {
     let req = Request::builder().uri("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
     let resp = app().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+struct FakeEmbedder;
+
+impl luodi_server::backend::Embedder for FakeEmbedder {
+    fn model_id(&self) -> &str {
+        "emb"
+    }
+    fn max_tokens(&self) -> usize {
+        8
+    }
+    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), ApiError> {
+        Ok((inputs.iter().map(|s| vec![s.len() as f32, 0.5]).collect(), inputs.iter().map(|_| 3).collect()))
+    }
+}
+
+fn app_with_embedder() -> axum::Router {
+    let state = AppState {
+        backend: Arc::new(Fake::new()),
+        embedder: Some(Arc::new(FakeEmbedder)),
+        config: Arc::new(ServerConfig::default()),
+        metrics: luodi_server::metrics_handle(),
+        chat_template: true,
+    };
+    router(state, ApiKeys::default())
+}
+
+#[tokio::test]
+async fn embeddings_float_base64_and_errors() {
+    let (s, _, b) =
+        call(app_with_embedder(), "POST", "/v1/embeddings", Some(json!({"model": "emb", "input": ["ab", "c"]})), None)
+            .await;
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    assert_eq!(v["data"][0]["embedding"], json!([2.0, 0.5]));
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["usage"]["prompt_tokens"], 6);
+    let (_, _, b) = call(
+        app_with_embedder(),
+        "POST",
+        "/v1/embeddings",
+        Some(json!({"model": "emb", "input": "ab", "encoding_format": "base64"})),
+        None,
+    )
+    .await;
+    // [2.0, 0.5] as little-endian f32 bytes, base64.
+    assert_eq!(json_of(&b)["data"][0]["embedding"], "AAAAQAAAAD8=");
+    for (body, status, needle) in [
+        (json!({"model": "emb", "input": []}), 400, "must not be an empty list"),
+        (json!({"model": "emb", "input": [1]}), 400, "`input` must be a string or a list of strings"),
+        (json!({"model": "emb"}), 400, "`input` is required"),
+        (
+            json!({"model": "emb", "input": "x", "encoding_format": "hex"}),
+            400,
+            "`encoding_format` must be float or base64",
+        ),
+        (json!({"model": "other", "input": "x"}), 404, "`other` does not exist"),
+    ] {
+        let (s, _, b) = call(app_with_embedder(), "POST", "/v1/embeddings", Some(body), None).await;
+        assert_openai_error(s, &b, StatusCode::from_u16(status).unwrap(), needle);
+    }
+    // Without an embedding model the route answers 404 for any model name.
+    let (s, _, b) = call(app(), "POST", "/v1/embeddings", Some(json!({"model": "emb", "input": "x"})), None).await;
+    assert_openai_error(s, &b, StatusCode::NOT_FOUND, "`emb` does not exist");
 }

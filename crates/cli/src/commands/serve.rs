@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Catalog name, .gguf path or hf:owner/repo/file.gguf [default: smollm2-135m].
     #[arg(long, short = 'm', env = "LUODI_MODEL")]
     pub model: Option<String>,
+    /// Embedding model for /v1/embeddings; "" disables it [default: minilm-l6].
+    #[arg(long, env = "LUODI_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
     /// Require this API key (repeatable). Keys are never logged.
     #[arg(long = "api-key", env = "LUODI_API_KEY", hide_env_values = true)]
     pub api_keys: Vec<String>,
@@ -66,6 +69,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.model {
             c.model = v.clone();
+        }
+        if let Some(v) = &self.embedding_model {
+            c.embedding_model = v.clone();
         }
         c.api_keys.extend(self.api_keys.iter().cloned());
         if let Some(v) = &self.api_keys_file {
@@ -109,9 +115,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let engine = luodi_engine::Engine::load(&resolved.path)
         .with_context(|| format!("loading model `{}` from {}", config.model, resolved.path.display()))?;
     let chat_template = engine.has_chat_template();
+    let embedder: Option<Arc<dyn luodi_server::backend::Embedder>> = if config.embedding_model.is_empty() {
+        None
+    } else {
+        let dir = store.resolve(&config.embedding_model, true)?.path;
+        let model = luodi_engine::embedding::EmbeddingModel::load(&dir)
+            .with_context(|| format!("loading embedding model `{}` from {}", config.embedding_model, dir.display()))?;
+        Some(Arc::new((config.embedding_model.clone(), model)))
+    };
     let backend = EngineBackend::start(engine, config.model.clone(), config.max_waiting);
     let state = AppState {
         backend: Arc::new(backend),
+        embedder,
         config: Arc::new(config.clone()),
         metrics: luodi_server::metrics_handle(),
         chat_template,

@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per family of endpoints.
 
 pub mod completions;
+pub mod embeddings;
 pub mod generate;
 pub mod system;
 

@@ -24,10 +24,12 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 }
 
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.backend.model_id(), "object": "model", "created": unix_time(), "owned_by": "luodi"}],
-    }))
+    let created = unix_time();
+    let mut ids = vec![state.backend.model_id()];
+    ids.extend(state.embedder.as_ref().map(|e| e.model_id()));
+    let data: Vec<Value> =
+        ids.iter().map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "luodi"})).collect();
+    Json(json!({"object": "list", "data": data}))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
