@@ -50,6 +50,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route("/health", get(routes::system::health))
         .route("/ready", get(routes::system::ready))
         .route("/metrics", get(routes::system::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(api)
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

@@ -349,3 +349,35 @@ async fn embeddings_float_base64_and_errors() {
     let (s, _, b) = call(app(), "POST", "/v1/embeddings", Some(json!({"model": "emb", "input": "x"})), None).await;
     assert_openai_error(s, &b, StatusCode::NOT_FOUND, "`emb` does not exist");
 }
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    // Served outside the API-key layer.
+    let (app, _) = app_with(Fake::new(), vec!["secret"], ServerConfig::default());
+    let (s, headers, b) = call(app, "GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
+    let doc = json_of(&b);
+    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."), "not OpenAPI 3.x: {}", doc["openapi"]);
+    for (path, method) in [
+        ("/v1/chat/completions", "post"),
+        ("/v1/completions", "post"),
+        ("/v1/embeddings", "post"),
+        ("/v1/models", "get"),
+        ("/generate", "post"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let chat = &doc["paths"]["/v1/chat/completions"]["post"];
+    for status in ["200", "400", "401", "404", "413", "429", "503"] {
+        assert!(chat["responses"][status].is_object(), "chat lacks {status}");
+    }
+    assert!(chat["responses"]["200"]["content"]["text/event-stream"].is_object());
+    let temperature = &doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["temperature"];
+    assert_eq!((temperature["minimum"].as_f64(), temperature["maximum"].as_f64()), (Some(0.0), Some(2.0)));
+}

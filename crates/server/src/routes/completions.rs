@@ -21,12 +21,52 @@ enum Kind {
     Text,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    request_body(content = crate::openapi::ChatCompletionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events: `data: <chat.completion.chunk JSON>` lines, then `data: [DONE]`", content(
+            (crate::openapi::ChatCompletion = "application/json"),
+            (crate::openapi::ServerSentEvent = "text/event-stream"),
+        )),
+        (status = 400, description = "A field has a bad value, the body is not a JSON object, or the prompt does not fit the context", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`model` is not the served model", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
+        (status = 429, description = "The request queue is full; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 500, description = "Internal error (details in the server log)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
 pub async fn chat(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response, ApiError> {
     let backend = &state.backend;
     let req = validate::chat_request(&body, backend.model_id(), backend.context_length())?;
     respond(state, Kind::Chat, req).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    tag = "openai",
+    request_body(content = crate::openapi::CompletionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events: `data: <text_completion JSON>` lines, then `data: [DONE]`", content(
+            (crate::openapi::TextCompletion = "application/json"),
+            (crate::openapi::ServerSentEvent = "text/event-stream"),
+        )),
+        (status = 400, description = "A field has a bad value, the body is not a JSON object, or the prompt does not fit the context", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`model` is not the served model", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
+        (status = 429, description = "The request queue is full; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 500, description = "Internal error (details in the server log)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
 pub async fn completions(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response, ApiError> {
     let backend = &state.backend;
     let f = Fields(&body);
@@ -75,10 +115,16 @@ async fn respond(state: AppState, kind: Kind, mut req: validate::ChatRequest) ->
     };
     let model = state.backend.model_id().to_string();
     let created = unix_time();
-    if req.stream {
-        return Ok(stream_response(kind, id, model, created, req.include_usage, events, started));
-    }
     let mut events = events;
+    if req.stream {
+        // An error before the first token (a bad parameter the engine found, a context
+        // overflow) is still an HTTP error: the headers wait for the first event.
+        let first = match events.recv().await {
+            Some(Err(e)) => return Err(e),
+            other => other,
+        };
+        return Ok(stream_response(kind, id, model, created, req.include_usage, first, events, started));
+    }
     let mut text = String::new();
     let mut logprobs = Vec::new();
     let mut first = true;
@@ -157,6 +203,7 @@ fn stream_response(
     model: String,
     created: u64,
     include_usage: bool,
+    first_event: Option<Result<GenEvent, ApiError>>,
     events: crate::backend::EventStream,
     started: Instant,
 ) -> Response {
@@ -169,7 +216,9 @@ fn stream_response(
         Event::default().data(v.to_string())
     };
     let mut first = true;
-    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(events).map(move |event| -> Vec<Event> {
+    let events =
+        futures_util::stream::iter(first_event).chain(tokio_stream::wrappers::UnboundedReceiverStream::new(events));
+    let stream = events.map(move |event| -> Vec<Event> {
         match event {
             Ok(GenEvent::Token { text, info }) => {
                 let mut out = Vec::new();

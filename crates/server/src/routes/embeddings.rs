@@ -13,6 +13,21 @@ use serde_json::{json, Value};
 /// Inputs per request: bounds the work one request can queue.
 const MAX_INPUTS: usize = 2048;
 
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    request_body(content = crate::openapi::EmbeddingRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One embedding per input, in order", body = crate::openapi::EmbeddingList),
+        (status = 400, description = "A field has a bad value or the body is not a JSON object", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`model` is not the served embedding model (or none is served)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
+        (status = 500, description = "Internal error (details in the server log)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
 pub async fn embeddings(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
     let f = Fields(&body);
     let model = f.required_string("model")?;

@@ -14,6 +14,22 @@ use luodi_engine::{ChatMessage, Prompt};
 use serde_json::{json, Value};
 use std::time::Instant;
 
+#[utoipa::path(
+    post,
+    path = "/generate",
+    tag = "luodi",
+    request_body(content = crate::openapi::GenerateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The generated text", body = crate::openapi::GenerateResponse),
+        (status = 400, description = "A field has a bad value, the body is not a JSON object, or the prompt does not fit the context", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
+        (status = 429, description = "The request queue is full; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 500, description = "Internal error (details in the server log)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
 pub async fn generate(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
     let f = Fields(&body);
     let text = f.required_string("prompt")?;

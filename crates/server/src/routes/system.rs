@@ -10,11 +10,26 @@ use axum::Json;
 use serde_json::{json, Value};
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "system",
+    responses((status = 200, description = "The process answers", body = crate::openapi::Health))
+)]
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness: the model is loaded and the engine thread runs.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "system",
+    responses(
+        (status = 200, description = "The model is loaded; queue sizes", body = crate::openapi::Ready),
+        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if !state.backend.is_ready() {
         return Err(ApiError::not_ready());
@@ -23,6 +38,17 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({"status": "ready", "model": state.backend.model_id(), "waiting": waiting, "running": running})))
 }
 
+/// The served models: the generation model, and the embedding model if any.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    responses(
+        (status = 200, description = "The served models", body = crate::openapi::ModelList),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
     let created = unix_time();
     let mut ids = vec![state.backend.model_id()];
@@ -32,6 +58,13 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let (waiting, running) = state.backend.load();
     metrics::gauge!("luodi_requests_waiting").set(waiting as f64);
