@@ -1,6 +1,6 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`, streaming (SSE) or not.
 
-use super::{unix_time, JsonObject};
+use super::{collect_answer, unix_time, Answer, JsonObject};
 use crate::backend::{Finished, GenEvent, TokenInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -125,44 +125,23 @@ async fn respond(state: AppState, kind: Kind, mut req: validate::ChatRequest) ->
         };
         return Ok(stream_response(kind, id, model, created, req.include_usage, first, events, started));
     }
-    let mut text = String::new();
-    let mut logprobs = Vec::new();
-    let mut first = true;
-    while let Some(event) = events.recv().await {
-        match event? {
-            GenEvent::Token { text: t, info } => {
-                if first {
-                    metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
-                    first = false;
-                }
-                text.push_str(&t);
-                if let Some(info) = info {
-                    logprobs.push(info);
-                }
-            }
-            GenEvent::Done(done) => {
-                let lp = logprobs_json(kind, &logprobs);
-                let choice = match kind {
-                    Kind::Chat => json!({
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": lp,
-                        "finish_reason": done.finish_reason,
-                    }),
-                    Kind::Text => {
-                        json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": done.finish_reason})
-                    }
-                };
-                let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
-                return Ok(Json(json!({
-                    "id": id, "object": object, "created": created, "model": model,
-                    "choices": [choice], "usage": usage(&done),
-                }))
-                .into_response());
-            }
-        }
-    }
-    Err(ApiError::internal("the engine ended a request without finishing it"))
+    let Answer { text, logprobs, done } = collect_answer(events, started).await?;
+    let lp = logprobs_json(kind, &logprobs);
+    let choice = match kind {
+        Kind::Chat => json!({
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": lp,
+            "finish_reason": done.finish_reason,
+        }),
+        Kind::Text => json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": done.finish_reason}),
+    };
+    let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
+    Ok(Json(json!({
+        "id": id, "object": object, "created": created, "model": model,
+        "choices": [choice], "usage": usage(&done),
+    }))
+    .into_response())
 }
 
 fn logprobs_json(kind: Kind, infos: &[TokenInfo]) -> Value {

@@ -3,8 +3,8 @@
 //! The prompt is the user's message (chat template applied when the model has one) unless
 //! `"raw": true`; OpenAI sampling fields are accepted too.
 
-use super::JsonObject;
-use crate::backend::{GenEvent, GenRequest};
+use super::{collect_answer, Answer, JsonObject};
+use crate::backend::GenRequest;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate::{self, Fields};
@@ -48,20 +48,12 @@ pub async fn generate(State(state): State<AppState>, JsonObject(body): JsonObjec
         deadline: state.config.request_timeout.map(|t| started + t),
         logprobs: false,
     };
-    let mut events = state.backend.submit(request)?;
-    let mut response = String::new();
-    while let Some(event) = events.recv().await {
-        match event? {
-            GenEvent::Token { text, .. } => response.push_str(&text),
-            GenEvent::Done(done) => {
-                return Ok(Json(json!({
-                    "response": response,
-                    "finish_reason": done.finish_reason,
-                    "prompt_tokens": done.prompt_tokens,
-                    "completion_tokens": done.completion_tokens,
-                })))
-            }
-        }
-    }
-    Err(ApiError::internal("the engine ended a request without finishing it"))
+    let events = state.backend.submit(request)?;
+    let Answer { text, done, .. } = collect_answer(events, started).await?;
+    Ok(Json(json!({
+        "response": text,
+        "finish_reason": done.finish_reason,
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+    })))
 }

@@ -34,6 +34,36 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// A whole (non-streamed) answer.
+pub struct Answer {
+    pub text: String,
+    pub logprobs: Vec<crate::backend::TokenInfo>,
+    pub done: crate::backend::Finished,
+}
+
+/// Drains a request's events into one answer, recording time to first token.
+pub async fn collect_answer(
+    mut events: crate::backend::EventStream,
+    started: std::time::Instant,
+) -> Result<Answer, ApiError> {
+    use crate::backend::GenEvent;
+    let (mut text, mut logprobs, mut first) = (String::new(), Vec::new(), true);
+    while let Some(event) = events.recv().await {
+        match event? {
+            GenEvent::Token { text: piece, info } => {
+                if first {
+                    metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
+                    first = false;
+                }
+                text.push_str(&piece);
+                logprobs.extend(info);
+            }
+            GenEvent::Done(done) => return Ok(Answer { text, logprobs, done }),
+        }
+    }
+    Err(ApiError::internal("the engine ended a request without finishing it"))
+}
+
 pub fn unix_time() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
