@@ -3,13 +3,12 @@
 //! incremental detokenization).
 
 use crate::chat_template::{ChatMessage, ChatTemplate};
-use crate::detokenizer::IncrementalDecoder;
+use crate::decoding::{Decoding, Next};
 use crate::error::{EngineError, Result};
 use crate::gguf::Metadata;
 use crate::kv_cache::SequenceKv;
 use crate::model::{self, GgufSummary, Model, ModelConfig, SeqBatch};
-use crate::sampler::{SampledToken, Sampler, SamplingParams};
-use crate::stop::StopMatcher;
+use crate::sampler::{SampledToken, SamplingParams};
 use crate::tokenizer::Tokenizer;
 use candle_core::Device;
 use std::ops::ControlFlow;
@@ -169,6 +168,10 @@ impl Engine {
         self.model.config()
     }
 
+    pub(crate) fn model(&self) -> &Model {
+        &self.model
+    }
+
     pub fn summary(&self) -> &GgufSummary {
         &self.summary
     }
@@ -249,7 +252,7 @@ impl Engine {
                 context_length: ctx,
             });
         }
-        let mut sampler = Sampler::new(request.sampling.clone())?;
+        let mut decoding = Decoding::new(request, prompt.len(), start)?;
 
         // Prefix reuse: keep what the cache already holds of this prompt; at least one
         // token must be computed to get logits.
@@ -265,72 +268,17 @@ impl Engine {
         session.tokens.extend_from_slice(&prompt);
         let prefill = start.elapsed();
 
-        let mut timings = Timings {
-            prompt_tokens: prompt.len(),
-            prefilled_tokens: prompt.len() - reuse,
-            prefill,
-            ..Default::default()
-        };
-        let mut decoder = IncrementalDecoder::new(true);
-        let mut stops = StopMatcher::new(request.stop.clone());
-        let mut out = GenerateOutput {
-            text: String::new(),
-            tokens: Vec::new(),
-            logprobs: Vec::new(),
-            finish_reason: FinishReason::Length,
-            prompt_tokens: prompt.len(),
-            timings: Timings::default(),
-        };
-        let eog = self.tokenizer.eog_token_ids();
         let decode_start = Instant::now();
-        while out.tokens.len() < request.max_tokens {
-            let token = sampler.sample(&mut logits, &session.tokens);
-            if out.tokens.is_empty() {
-                timings.time_to_first_token = start.elapsed();
-            }
-            if eog.contains(&token.id) {
-                out.finish_reason = FinishReason::Stop;
-                break;
-            }
-            let id = token.id;
-            out.tokens.push(id);
+        while let Next::Continue(id) = decoding.step(&self.tokenizer, &mut logits, &session.tokens, &mut on_token) {
             session.tokens.push(id);
-            let piece = decoder.push(&self.tokenizer, token.id);
-            let check = stops.push(piece);
-            out.text.push_str(&check.emit);
-            let flow = on_token(TokenEvent { token: Some(&token), text: &check.emit });
-            out.logprobs.push(token);
-            if check.stopped {
-                out.finish_reason = FinishReason::Stop;
-                break;
-            }
-            if flow.is_break() {
-                out.finish_reason = FinishReason::Cancelled;
-                break;
-            }
-            if out.tokens.len() == request.max_tokens {
-                break;
-            }
             logits = self.forward_one(&mut session.kv, &[id])?;
         }
         // The last sampled token was never fed back: the cache holds one token less.
         session.tokens.truncate(session.kv.len());
-        if !stops.is_stopped() {
-            let mut tail = decoder.finish();
-            let check = stops.push(&tail);
-            tail = check.emit;
-            if check.stopped {
-                out.finish_reason = FinishReason::Stop;
-            } else {
-                tail.push_str(&stops.finish());
-            }
-            if !tail.is_empty() {
-                out.text.push_str(&tail);
-                let _ = on_token(TokenEvent { token: None, text: &tail });
-            }
-        }
-        timings.decode = decode_start.elapsed();
-        out.timings = timings;
+        let mut out = decoding.finish(None, &mut on_token);
+        out.timings.prefilled_tokens = prompt.len() - reuse;
+        out.timings.prefill = prefill;
+        out.timings.decode = decode_start.elapsed();
         Ok(out)
     }
 

@@ -32,6 +32,12 @@ pub enum EngineError {
     #[error("the prompt has {prompt_tokens} tokens but the context window is {context_length} tokens (max_tokens {max_tokens} more would be needed)")]
     ContextOverflow { prompt_tokens: usize, max_tokens: usize, context_length: usize },
 
+    #[error("the prompt needs {tokens} tokens of KV cache but the server's KV memory budget holds {capacity}; shorten the prompt or raise the KV memory limit")]
+    KvBudgetExceeded { tokens: usize, capacity: usize },
+
+    #[error("a batched forward pass failed: {0}")]
+    BatchFailed(String),
+
     #[error("invalid parameter `{field}`: {message}")]
     InvalidParameter { field: &'static str, message: String },
 

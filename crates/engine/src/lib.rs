@@ -2,7 +2,9 @@
 //!
 //! The engine knows nothing about HTTP, storage or configuration files.
 
+pub mod batch;
 pub mod chat_template;
+mod decoding;
 pub mod detokenizer;
 pub mod embedding;
 pub mod engine;
@@ -12,6 +14,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod sampler;
+pub mod scheduler;
 pub mod stop;
 pub mod tokenizer;
 

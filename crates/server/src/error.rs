@@ -122,6 +122,11 @@ impl From<EngineError> for ApiError {
                 ApiError::invalid(field, format!("`{field}` {message}"))
             }
             EngineError::Template(message) => ApiError::invalid("messages", message),
+            e @ EngineError::KvBudgetExceeded { .. } => {
+                let mut err = ApiError::invalid("messages", e.to_string());
+                err.code = Some("context_length_exceeded");
+                err
+            }
             other => ApiError::internal(other),
         }
     }

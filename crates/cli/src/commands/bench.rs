@@ -13,6 +13,8 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// Engine throughput: prompt processing and single-stream decode, tokens/s.
     Engine(EngineBenchArgs),
+    /// Load benchmark of an OpenAI-compatible server: concurrency levels or a request rate.
+    Http(super::bench_http::HttpBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -45,6 +47,7 @@ struct BenchRow {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Engine(args) => engine(args),
+        BenchCommand::Http(args) => super::bench_http::run(args),
     }
 }
 

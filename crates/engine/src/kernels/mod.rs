@@ -23,6 +23,8 @@ pub fn enabled() -> bool {
 pub fn simd_level() -> &'static str {
     if dispatch::has_avx512_vnni() {
         "avx512-vnni"
+    } else if dispatch::has_avx2() {
+        "avx2"
     } else {
         "scalar"
     }
@@ -48,6 +50,17 @@ mod dispatch {
         }
     }
 
+    pub fn has_avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     pub fn q41(tiles: &[TileQ41], acts: &[QuantRow], out: &mut [[f32; ROWS]; 4]) {
         assert!(acts.len() <= 4);
         #[cfg(target_arch = "x86_64")]
@@ -55,6 +68,11 @@ mod dispatch {
             // SAFETY: features checked above; at most 4 activation rows (asserted); rows were
             // quantized from inputs of this matrix's width, so they hold `tiles.len()` blocks.
             return unsafe { super::tiled::avx512::q41(tiles, acts, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: as above, for AVX2/FMA/F16C.
+            return unsafe { super::tiled::avx2::q41(tiles, acts, out) };
         }
         scalar::q41(tiles, acts, out)
     }
@@ -65,6 +83,11 @@ mod dispatch {
         if has_avx512_vnni() {
             // SAFETY: as in `q41`.
             return unsafe { super::tiled::avx512::q80(tiles, acts, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: as in `q41`.
+            return unsafe { super::tiled::avx2::q80(tiles, acts, out) };
         }
         scalar::q80(tiles, acts, out)
     }

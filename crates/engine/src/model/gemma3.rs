@@ -3,9 +3,10 @@
 //! five sliding-window layers (local RoPE base 10k) for each global layer (RoPE base from the
 //! file). Norm weights in Gemma GGUFs already include the `+1` of the reference code.
 
+use super::attention::attention;
 use super::layers::{
-    attend, concat_rows, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope,
-    RopeStyle, TensorSource, TokenEmbedding,
+    projections2, projections3, AttentionShape, Linear, Projections, RmsNorm, Rope, RopeStyle, TensorSource,
+    TokenEmbedding,
 };
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
@@ -117,20 +118,12 @@ impl Gemma3 {
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
             let [q, k, v] = projections3(&block.qkv, &h)?;
-            let mut outs = Vec::with_capacity(batch.len());
-            let mut offset = 0;
-            for seq in batch.iter_mut() {
-                let t = seq.tokens.len();
-                let start = seq.kv.len();
-                let q = block.q_norm.forward(&split_heads(&q.narrow(0, offset, t)?, nh, hd)?)?;
-                let k = block.k_norm.forward(&split_heads(&k.narrow(0, offset, t)?, nkv, hd)?)?;
-                let q = block.rope.apply(&q, start)?;
-                let k = block.rope.apply(&k, start)?;
-                let v = split_heads(&v.narrow(0, offset, t)?, nkv, hd)?;
-                outs.push(attend(&block.attn, layer, &q, &k, &v, seq.kv)?);
-                offset += t;
-            }
-            let attn = block.wo.forward(&concat_rows(outs)?)?;
+            // Per-head RMS norms of q and k, one op for every row of the batch.
+            let rows = q.dim(0)?;
+            let q = block.q_norm.forward(&q.contiguous()?.reshape((rows * nh, hd))?)?.reshape((rows, nh * hd))?;
+            let k = block.k_norm.forward(&k.contiguous()?.reshape((rows * nkv, hd))?)?.reshape((rows, nkv * hd))?;
+            let attn = attention(&block.attn, &block.rope, layer, &q, &k, &v, batch)?;
+            let attn = block.wo.forward(&attn)?;
             x = (x + block.post_attn_norm.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
             let [gate, up] = projections2(&block.gate_up, &h)?;

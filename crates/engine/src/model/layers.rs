@@ -4,7 +4,6 @@
 
 use crate::error::{EngineError, Result};
 use crate::kernels::TiledMatrix;
-use crate::kv_cache::SequenceKv;
 use candle_core::quantized::{gguf_file::Content, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use std::fs::File;
@@ -136,29 +135,40 @@ impl Rope {
         Self { inv_freq, style }
     }
 
-    /// Rotates `x` of shape `[heads, t, head_dim]` whose rows are positions `start..start+t`.
-    /// The tables are computed for just these positions: cheaper than holding a full-context
-    /// table (tens of MiB for a 32k context) and negligible next to the matmuls.
-    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
-        let t = x.dim(1)?;
+    /// Fills `cos_sin` with the tables for position `pos`: `head_dim/2` cosines, then as
+    /// many sines. Computed per position: cheaper than holding a full-context table (tens of
+    /// MiB for a 32k context) and negligible next to the matmuls.
+    pub fn tables(&self, pos: usize, cos_sin: &mut Vec<f32>) {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(t * half);
-        let mut sin = Vec::with_capacity(t * half);
-        for p in start..start + t {
-            for &f in &self.inv_freq {
-                let (s, c) = (p as f32 * f).sin_cos();
-                cos.push(c);
-                sin.push(s);
+        cos_sin.resize(2 * half, 0.0);
+        let (cos, sin) = cos_sin.split_at_mut(half);
+        for ((c, s), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
+            (*s, *c) = (pos as f32 * f).sin_cos();
+        }
+    }
+
+    /// Rotates every head of one row (`[heads * head_dim]`) in place with `tables`' output.
+    pub fn rotate(&self, row: &mut [f32], head_dim: usize, cos_sin: &[f32]) {
+        let half = head_dim / 2;
+        let (cos, sin) = cos_sin.split_at(half);
+        for head in row.chunks_exact_mut(head_dim) {
+            match self.style {
+                RopeStyle::Interleaved => {
+                    for i in 0..half {
+                        let (a, b) = (head[2 * i], head[2 * i + 1]);
+                        head[2 * i] = a * cos[i] - b * sin[i];
+                        head[2 * i + 1] = a * sin[i] + b * cos[i];
+                    }
+                }
+                RopeStyle::Halves => {
+                    for i in 0..half {
+                        let (a, b) = (head[i], head[i + half]);
+                        head[i] = a * cos[i] - b * sin[i];
+                        head[i + half] = a * sin[i] + b * cos[i];
+                    }
+                }
             }
         }
-        let cos = Tensor::from_vec(cos, (t, half), x.device())?;
-        let sin = Tensor::from_vec(sin, (t, half), x.device())?;
-        let x4 = x.unsqueeze(0)?;
-        let out = match self.style {
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x4, &cos, &sin)?,
-            RopeStyle::Halves => candle_nn::rotary_emb::rope(&x4, &cos, &sin)?,
-        };
-        Ok(out.squeeze(0)?)
     }
 }
 
@@ -171,71 +181,6 @@ pub struct AttentionShape {
     pub scale: f32,
     /// Keys further back than this many positions are not attended (sliding-window layers).
     pub window: Option<usize>,
-}
-
-/// `[t, heads*head_dim]` -> `[heads, t, head_dim]` (contiguous).
-pub fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
-    let t = x.dim(0)?;
-    Ok(x.reshape((t, heads, head_dim))?.transpose(0, 1)?.contiguous()?)
-}
-
-/// Causal attention of `q` (`[n_heads, t, hd]`, already rotated) against the sequence's cache
-/// after appending `k`/`v` (`[n_kv_heads, t, hd]`). Returns `[t, n_heads*hd]`.
-/// Grouped-query attention is done by folding each group's heads into the row dimension,
-/// so keys and values are never copied per query head.
-pub fn attend(
-    shape: &AttentionShape,
-    layer: usize,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    kv: &mut SequenceKv,
-) -> Result<Tensor> {
-    let t = q.dim(1)?;
-    let start = kv.len();
-    let (keys, values) = kv.append(layer, k, v)?;
-    let total = start + t;
-    let group = shape.n_heads / shape.n_kv_heads;
-    let hd = shape.head_dim;
-
-    let q = q.reshape((shape.n_kv_heads, group * t, hd))?;
-    let scores = (q.matmul(&keys.t()?)? * shape.scale as f64)?;
-    let scores = match attention_mask(t, start, total, shape.window) {
-        None => scores,
-        Some(mask) => {
-            let mask = Tensor::from_vec(mask, (t, total), q.device())?;
-            scores.reshape((shape.n_kv_heads, group, t, total))?.broadcast_add(&mask)?.reshape((
-                shape.n_kv_heads,
-                group * t,
-                total,
-            ))?
-        }
-    };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    let out = probs.matmul(&values.contiguous()?)?; // [n_kv, group*t, hd]
-    let out = out.reshape((shape.n_heads, t, hd))?.transpose(0, 1)?;
-    Ok(out.reshape((t, shape.n_heads * hd))?)
-}
-
-/// Additive mask for queries at positions `start..start+t` over keys `0..total`, or `None`
-/// when every key is visible (a single decode step within the window).
-fn attention_mask(t: usize, start: usize, total: usize, window: Option<usize>) -> Option<Vec<f32>> {
-    let window_hides_some = window.is_some_and(|w| total > w);
-    if t == 1 && !window_hides_some {
-        return None;
-    }
-    let mut mask = vec![0f32; t * total];
-    for i in 0..t {
-        let pos = start + i;
-        for (j, m) in mask[i * total..(i + 1) * total].iter_mut().enumerate() {
-            let future = j > pos;
-            let too_old = window.is_some_and(|w| pos - j.min(pos) >= w);
-            if future || too_old {
-                *m = f32::NEG_INFINITY;
-            }
-        }
-    }
-    Some(mask)
 }
 
 /// The token embedding table and the output projection, which small models tie to it.
@@ -298,17 +243,6 @@ pub fn projections2(p: &Projections, x: &Tensor) -> Result<[Tensor; 2]> {
     }
 }
 
-/// Stacks per-sequence `[t_i, d]` results back into one `[sum t_i, d]` tensor, without a
-/// copy in the common single-sequence case.
-pub fn concat_rows(mut parts: Vec<Tensor>) -> Result<Tensor> {
-    if parts.len() == 1 {
-        if let Some(only) = parts.pop() {
-            return Ok(only);
-        }
-    }
-    Ok(Tensor::cat(&parts, 0)?)
-}
-
 /// Logits for the last row of each sequence's slice of `hidden` (`[total_t, d]`).
 pub fn last_rows(hidden: &Tensor, lens: &[usize]) -> Result<Tensor> {
     let mut rows = Vec::with_capacity(lens.len());
@@ -325,31 +259,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mask_is_causal() {
-        let m = attention_mask(3, 0, 3, None).unwrap();
-        let inf = f32::NEG_INFINITY;
-        assert_eq!(m, vec![0., inf, inf, 0., 0., inf, 0., 0., 0.]);
-    }
-
-    #[test]
-    fn single_step_needs_no_mask() {
-        assert!(attention_mask(1, 10, 11, None).is_none());
-        assert!(attention_mask(1, 10, 11, Some(512)).is_none());
-    }
-
-    #[test]
-    fn sliding_window_hides_old_keys() {
-        // query at position 4 with a window of 2 sees keys 3 and 4 only.
-        let m = attention_mask(1, 4, 5, Some(2)).unwrap();
-        let inf = f32::NEG_INFINITY;
-        assert_eq!(m, vec![inf, inf, inf, 0., 0.]);
-    }
-
-    #[test]
-    fn prefill_continuation_sees_cached_prefix() {
-        // two new queries at positions 2 and 3 over 4 keys.
-        let m = attention_mask(2, 2, 4, None).unwrap();
-        let inf = f32::NEG_INFINITY;
-        assert_eq!(m, vec![0., 0., 0., inf, 0., 0., 0., 0.]);
+    fn rope_rotates_pairs_by_position() {
+        let rope = Rope::new(4, 10_000.0, RopeStyle::Interleaved);
+        let mut tables = Vec::new();
+        rope.tables(0, &mut tables);
+        let mut row = vec![1.0, 2.0, 3.0, 4.0];
+        rope.rotate(&mut row, 4, &tables);
+        assert_eq!(row, vec![1.0, 2.0, 3.0, 4.0], "position 0 is the identity");
+        rope.tables(1, &mut tables);
+        let mut row = vec![1.0, 0.0, 1.0, 0.0];
+        rope.rotate(&mut row, 4, &tables);
+        // First pair turns by 1 radian; the second by 1/100 (base^(-2/4)).
+        assert!((row[0] - 1f32.cos()).abs() < 1e-6 && (row[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((row[2] - 0.01f32.cos()).abs() < 1e-6 && (row[3] - 0.01f32.sin()).abs() < 1e-6);
+        let halves = Rope::new(4, 10_000.0, RopeStyle::Halves);
+        let mut row = vec![1.0, 1.0, 0.0, 0.0];
+        halves.rotate(&mut row, 4, &tables);
+        assert!((row[0] - 1f32.cos()).abs() < 1e-6 && (row[2] - 1f32.sin()).abs() < 1e-6);
     }
 }

@@ -2,9 +2,10 @@
 //! blocks with RMS norm, grouped-query attention with interleaved rotary embeddings and a
 //! SwiGLU feed-forward.
 
+use super::attention::attention;
 use super::layers::{
-    attend, concat_rows, projections2, projections3, split_heads, AttentionShape, Linear, Projections, RmsNorm, Rope,
-    RopeStyle, TensorSource, TokenEmbedding,
+    projections2, projections3, AttentionShape, Linear, Projections, RmsNorm, Rope, RopeStyle, TensorSource,
+    TokenEmbedding,
 };
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
@@ -94,22 +95,10 @@ impl Llama {
     pub fn forward(&self, batch: &mut [SeqBatch<'_>]) -> Result<Tensor> {
         let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
         let mut x = self.embeddings.embed(&ids, &self.device)?;
-        let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
             let [q, k, v] = projections3(&block.qkv, &h)?;
-            let mut outs = Vec::with_capacity(batch.len());
-            let mut offset = 0;
-            for seq in batch.iter_mut() {
-                let t = seq.tokens.len();
-                let start = seq.kv.len();
-                let q = self.rope.apply(&split_heads(&q.narrow(0, offset, t)?, nh, hd)?, start)?;
-                let k = self.rope.apply(&split_heads(&k.narrow(0, offset, t)?, nkv, hd)?, start)?;
-                let v = split_heads(&v.narrow(0, offset, t)?, nkv, hd)?;
-                outs.push(attend(&self.attn, layer, &q, &k, &v, seq.kv)?);
-                offset += t;
-            }
-            let attn = concat_rows(outs)?;
+            let attn = attention(&self.attn, &self.rope, layer, &q, &k, &v, batch)?;
             x = (x + block.wo.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
             let [gate, up] = projections2(&block.gate_up, &h)?;

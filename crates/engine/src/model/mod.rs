@@ -4,6 +4,7 @@
 //! own new tokens and its own engine-owned [`SequenceKv`], and returns the next-token logits
 //! of every sequence. Sequences in one batch may be at different positions.
 
+mod attention;
 mod gemma3;
 pub mod layers;
 mod llama;
@@ -134,6 +135,8 @@ impl Model {
             }
         }
         for seq in batch.iter_mut() {
+            // The batch scheduler sizes caches exactly; this only grows caches of callers
+            // that do not (single-stream generation).
             seq.kv.reserve(seq.tokens.len())?;
         }
         match &self.arch {
