@@ -13,6 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::SequenceKv;
 use crate::model::SeqBatch;
 use crate::scheduler::{AddError, Scheduler, SchedulerConfig, SchedulerStats, SeqId};
+use crate::tokenizer::Tokenizer;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -20,10 +21,13 @@ use std::time::{Duration, Instant};
 /// Where a sequence's output goes (the server's per-request channel, a test's vector).
 pub trait SequenceSink: Send {
     /// Text that became final (may be empty). `Break` ends the sequence: the client left.
-    fn on_token(&mut self, event: TokenEvent<'_>) -> ControlFlow<()>;
+    /// The tokenizer is lent for callers that report token bytes (logprobs).
+    fn on_token(&mut self, tokenizer: &Tokenizer, event: TokenEvent<'_>) -> ControlFlow<()>;
     /// Polled before every step, also while queued: true when the client went away or the
     /// request's deadline passed.
     fn is_cancelled(&self) -> bool;
+    /// The sequence left the queue and started (called once, before its first token).
+    fn on_admitted(&mut self) {}
     /// Called once with the output, or with the error that ended the sequence.
     fn on_finish(&mut self, result: Result<GenerateOutput>);
 }
@@ -173,6 +177,7 @@ impl<'e> BatchEngine<'e> {
             if let Some(live) = self.live.get_mut(&id) {
                 if !live.admitted_once {
                     live.admitted_once = true;
+                    live.sink.on_admitted();
                     live.prefill_started = Some(Instant::now());
                     report.queue_times.push(live.enqueued.elapsed());
                 }
@@ -244,8 +249,8 @@ impl<'e> BatchEngine<'e> {
                 live.decoding.out.timings.prefilled_tokens = live.tokens.len();
             }
             let row_logits = &mut logits[row * vocab..(row + 1) * vocab];
-            let sink = &mut live.sink;
-            let next = live.decoding.step(engine.tokenizer(), row_logits, &live.tokens, &mut |e| sink.on_token(e));
+            let (sink, tok) = (&mut live.sink, engine.tokenizer());
+            let next = live.decoding.step(tok, row_logits, &live.tokens, &mut |e| sink.on_token(tok, e));
             match next {
                 Next::Continue(token) => {
                     live.tokens.push(token);
@@ -261,7 +266,8 @@ impl<'e> BatchEngine<'e> {
         self.scheduler.remove(id);
         if let Some(live) = self.live.remove(&id) {
             let Live { decoding, mut sink, enqueued, .. } = live;
-            let mut out = decoding.finish(reason, &mut |e| sink.on_token(e));
+            let tok = self.engine.tokenizer();
+            let mut out = decoding.finish(reason, &mut |e| sink.on_token(tok, e));
             if !out.tokens.is_empty() {
                 out.timings.decode = enqueued.elapsed().saturating_sub(out.timings.time_to_first_token);
             }

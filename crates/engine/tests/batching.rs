@@ -64,7 +64,7 @@ struct Collect {
 }
 
 impl SequenceSink for Collect {
-    fn on_token(&mut self, event: TokenEvent<'_>) -> ControlFlow<()> {
+    fn on_token(&mut self, _: &luodi_engine::tokenizer::Tokenizer, event: TokenEvent<'_>) -> ControlFlow<()> {
         self.text.push_str(event.text);
         self.tokens += usize::from(event.token.is_some());
         match self.cancel_after {

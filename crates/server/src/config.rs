@@ -23,6 +23,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Requests waiting beyond this many get 429.
     pub max_waiting: usize,
+    /// Most sequences decoded together in one forward pass.
+    pub max_num_seqs: usize,
+    /// Most tokens in one forward pass (decodes plus prefill chunks): bounds how long a
+    /// long prompt can stall running answers.
+    pub max_batch_tokens: usize,
+    /// KV cache budget across all sequences, MiB.
+    pub kv_memory_mib: usize,
     /// Longest a generation may run, seconds (`None`: no limit).
     #[serde(with = "opt_secs")]
     pub request_timeout: Option<Duration>,
@@ -44,6 +51,9 @@ impl Default for ServerConfig {
             api_keys_file: None,
             max_body_bytes: 2 * 1024 * 1024,
             max_waiting: 64,
+            max_num_seqs: 16,
+            max_batch_tokens: 256,
+            kv_memory_mib: 1024,
             request_timeout: Some(Duration::from_secs(120)),
             shutdown_grace: Duration::from_secs(30),
             log_format: "text".into(),
@@ -52,6 +62,25 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The continuous batching limits, checked.
+    pub fn batch(&self) -> Result<luodi_engine::batch::BatchConfig, String> {
+        for (name, v) in [
+            ("max_num_seqs", self.max_num_seqs),
+            ("max_batch_tokens", self.max_batch_tokens),
+            ("kv_memory_mib", self.kv_memory_mib),
+        ] {
+            if v == 0 {
+                return Err(format!("`{name}` must be at least 1"));
+            }
+        }
+        Ok(luodi_engine::batch::BatchConfig {
+            max_num_seqs: self.max_num_seqs,
+            max_batch_tokens: self.max_batch_tokens,
+            kv_memory_bytes: self.kv_memory_mib << 20,
+            block_size: 16,
+        })
+    }
+
     /// Reads a `luodi.toml`; unknown keys are an error that names them.
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -78,6 +78,18 @@ impl ApiError {
         e
     }
 
+    /// The request's deadline passed before its first token (it waited too long in the queue).
+    pub fn timed_out() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the request timed out before generation started (the server is overloaded)",
+        );
+        e.code = Some("timeout");
+        e.retry_after = Some(1);
+        e
+    }
+
     pub fn not_ready() -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the model is not loaded yet");
         e.code = Some("not_ready");

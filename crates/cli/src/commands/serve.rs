@@ -40,6 +40,15 @@ pub struct ServeArgs {
     /// Requests allowed to wait; more get 429 with Retry-After [default: 64].
     #[arg(long, env = "LUODI_MAX_WAITING")]
     pub max_waiting: Option<usize>,
+    /// Most sequences batched in one forward pass [default: 16].
+    #[arg(long, env = "LUODI_MAX_NUM_SEQS")]
+    pub max_num_seqs: Option<usize>,
+    /// Most tokens per forward pass, decodes plus prefill chunks [default: 256].
+    #[arg(long, env = "LUODI_MAX_BATCH_TOKENS")]
+    pub max_batch_tokens: Option<usize>,
+    /// KV cache budget for all sequences, MiB [default: 1024].
+    #[arg(long, env = "LUODI_KV_MEMORY_MIB")]
+    pub kv_memory_mib: Option<usize>,
     /// Longest a generation may run, seconds; 0 for no limit [default: 120].
     #[arg(long, env = "LUODI_REQUEST_TIMEOUT")]
     pub request_timeout: Option<f64>,
@@ -83,6 +92,16 @@ impl ServeArgs {
         if let Some(v) = self.max_waiting {
             c.max_waiting = v;
         }
+        if let Some(v) = self.max_num_seqs {
+            c.max_num_seqs = v;
+        }
+        if let Some(v) = self.max_batch_tokens {
+            c.max_batch_tokens = v;
+        }
+        if let Some(v) = self.kv_memory_mib {
+            c.kv_memory_mib = v;
+        }
+        c.batch().map_err(anyhow::Error::msg)?;
         if let Some(v) = self.request_timeout {
             anyhow::ensure!(v >= 0.0 && v.is_finite(), "--request-timeout must be >= 0 seconds, got {v}");
             c.request_timeout = (v > 0.0).then(|| Duration::from_secs_f64(v));
@@ -123,7 +142,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("loading embedding model `{}` from {}", config.embedding_model, dir.display()))?;
         Some(Arc::new((config.embedding_model.clone(), model)))
     };
-    let backend = EngineBackend::start(engine, config.model.clone(), config.max_waiting);
+    let batch = config.batch().map_err(anyhow::Error::msg)?;
+    let backend = EngineBackend::start(engine, config.model.clone(), config.max_waiting, batch);
     let state = AppState {
         backend: Arc::new(backend),
         embedder,
