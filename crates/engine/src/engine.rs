@@ -287,6 +287,19 @@ impl Engine {
         Ok(logits.squeeze(0)?.to_vec1::<f32>()?)
     }
 
+    /// One forward pass over several sessions at once, `tokens[i]` appended to
+    /// `sessions[i]`; returns each session's last logits. For batched benchmarks.
+    pub fn forward_batch(&self, sessions: &mut [Session], tokens: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let mut batch: Vec<SeqBatch<'_>> =
+            sessions.iter_mut().zip(tokens).map(|(s, t)| SeqBatch { tokens: t, kv: &mut s.kv }).collect();
+        let logits = self.model.forward(&mut batch)?;
+        drop(batch);
+        for (s, t) in sessions.iter_mut().zip(tokens) {
+            s.tokens.extend_from_slice(t);
+        }
+        Ok(logits.to_vec2::<f32>()?)
+    }
+
     /// Runs the model over `tokens` in one forward pass and returns the last logits; for
     /// benchmarks and tests that need the model without sampling.
     pub fn forward_tokens(&self, session: &mut Session, tokens: &[u32]) -> Result<Vec<f32>> {

@@ -27,6 +27,10 @@ pub struct EngineBenchArgs {
     /// Tokens to decode, like llama-bench -n.
     #[arg(long, short = 'n', default_value_t = 128)]
     pub gen_tokens: usize,
+    /// Batch sizes for batched decode (comma-separated): B sequences decode -n tokens in
+    /// lockstep, one forward pass per step; reported as aggregate tokens/s (`tg128@b8`).
+    #[arg(long, short = 'b', value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<usize>,
     /// Repetitions of each test, like llama-bench -r.
     #[arg(long, short = 'r', default_value_t = 3)]
     pub repetitions: usize,
@@ -64,8 +68,12 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
         rows.push(row(format!("pp{n}"), n, runs));
     }
     if args.gen_tokens > 0 {
-        let runs = (0..reps).map(|_| run_decode(&engine, args.gen_tokens)).collect::<Result<Vec<_>>>()?;
-        rows.push(row(format!("tg{}", args.gen_tokens), args.gen_tokens, runs));
+        for &b in &args.batch {
+            anyhow::ensure!(b >= 1, "--batch sizes must be at least 1, got {b}");
+            let runs = (0..reps).map(|_| run_decode(&engine, args.gen_tokens, b)).collect::<Result<Vec<_>>>()?;
+            let name = if b == 1 { format!("tg{}", args.gen_tokens) } else { format!("tg{}@b{b}", args.gen_tokens) };
+            rows.push(row(name, args.gen_tokens * b, runs));
+        }
     }
     let peak_rss_mib = peak_rss_kib().map(|k| k as f64 / 1024.0);
     if args.json {
@@ -112,16 +120,20 @@ fn run_prompt(engine: &Engine, n: usize) -> Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn run_decode(engine: &Engine, n: usize) -> Result<f64> {
-    let mut session = engine.new_session(n + 1)?;
+/// Aggregate decode tokens/s of `batch` sequences stepping together (each from its own
+/// short prompt, so they sit at different positions like real traffic).
+fn run_decode(engine: &Engine, n: usize, batch: usize) -> Result<f64> {
     let first = engine.tokenizer().bos_token_id().unwrap_or(0);
-    let mut logits = engine.forward_tokens(&mut session, &[first])?;
+    let mut sessions = (0..batch).map(|_| engine.new_session(n + 16)).collect::<luodi_engine::Result<Vec<_>>>()?;
+    let prompts: Vec<Vec<u32>> = (0..batch).map(|i| prompt_of(engine, 1 + i % 8)).collect::<Result<_>>()?;
+    let prompts: Vec<Vec<u32>> = prompts.into_iter().map(|p| std::iter::once(first).chain(p).collect()).collect();
+    let mut logits = engine.forward_batch(&mut sessions, &prompts)?;
     let start = Instant::now();
     for _ in 0..n {
-        let next = argmax(&logits);
-        logits = engine.forward_tokens(&mut session, &[next])?;
+        let next: Vec<Vec<u32>> = logits.iter().map(|l| vec![argmax(l)]).collect();
+        logits = engine.forward_batch(&mut sessions, &next)?;
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    Ok((n * batch) as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Peak resident memory of this process (VmHWM), Linux only.

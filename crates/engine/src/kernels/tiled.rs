@@ -149,7 +149,11 @@ impl TiledMatrix {
         }
         let m = x.elem_count() / k.max(1);
         let input = x.flatten_all()?.to_vec1::<f32>()?;
-        let acts: Vec<QuantRow> = input.chunks_exact(k).map(quantize_row).collect();
+        let acts: Vec<QuantRow> = if m >= 8 {
+            input.par_chunks_exact(k).map(quantize_row).collect()
+        } else {
+            input.chunks_exact(k).map(quantize_row).collect()
+        };
         let n_tiles = self.n / ROWS;
         // A few tasks per thread balance the load; more only adds scheduling cost.
         let per_task = n_tiles.div_ceil(rayon::current_num_threads() * 4).max(1);
@@ -167,8 +171,16 @@ impl TiledMatrix {
         if m == 1 {
             return Tensor::from_vec(out_t, out_dims, &Device::Cpu);
         }
-        // out_t is [n, m]; callers want [m, n].
-        Tensor::from_vec(out_t, (self.n, m), &Device::Cpu)?.t()?.contiguous()?.reshape(out_dims)
+        // out_t is [n, m]; callers want [m, n]. A plain loop: candle's strided copy is
+        // generic over layouts and cost more than this on every batched matmul.
+        let n = self.n;
+        let mut out = vec![0f32; n * m];
+        for (j, col) in out_t.chunks_exact(m).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                out[i * n + j] = v;
+            }
+        }
+        Tensor::from_vec(out, out_dims, &Device::Cpu)
     }
 
     /// Rows `16 tile .. 16 tile + 16` for every activation row; `out[r * m + i]`.
@@ -237,25 +249,21 @@ fn repack_q80(raw: &[u8], n: usize, nb: usize) -> Vec<TileQ80> {
 /// Symmetric 8-bit quantization per 32 values, as ggml's Q8_0/Q8_1 (round half away from zero).
 pub(super) fn quantize_row(x: &[f32]) -> QuantRow {
     let nb = x.len() / QK;
-    let mut row = QuantRow {
-        d: Vec::with_capacity(nb),
-        s: Vec::with_capacity(nb),
-        qs: Vec::with_capacity(x.len()),
-        qs_u: Vec::with_capacity(x.len()),
-    };
-    for block in x.chunks_exact(QK) {
+    // Written through slices rather than pushed value by value, so the loops vectorize.
+    let mut row = QuantRow { d: vec![0.0; nb], s: vec![0.0; nb], qs: vec![0; nb * QK], qs_u: vec![0; nb * QK] };
+    for (b, (block, qs)) in x.chunks_exact(QK).zip(row.qs.chunks_exact_mut(QK)).enumerate() {
         let amax = block.iter().fold(0f32, |a, &v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for &v in block {
-            let q = (v * id).round() as i8;
-            sum += q as i32;
-            row.qs.push(q);
-            row.qs_u.push((q as u8) ^ 0x80);
+        for (q, &v) in qs.iter_mut().zip(block) {
+            *q = (v * id).round() as i8;
         }
-        row.d.push(d);
-        row.s.push(d * sum as f32);
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        row.d[b] = d;
+        row.s[b] = d * sum as f32;
+    }
+    for (u, &q) in row.qs_u.iter_mut().zip(&row.qs) {
+        *u = (q as u8) ^ 0x80;
     }
     row
 }
