@@ -174,10 +174,15 @@ impl TiledMatrix {
         // out_t is [n, m]; callers want [m, n]. A plain loop: candle's strided copy is
         // generic over layouts and cost more than this on every batched matmul.
         let n = self.n;
+        // Blocks of 64 output features keep both sides of the transpose in L1.
         let mut out = vec![0f32; n * m];
-        for (j, col) in out_t.chunks_exact(m).enumerate() {
-            for (i, &v) in col.iter().enumerate() {
-                out[i * n + j] = v;
+        for j0 in (0..n).step_by(64) {
+            let j1 = (j0 + 64).min(n);
+            for i in 0..m {
+                let row = &mut out[i * n + j0..i * n + j1];
+                for (o, j) in row.iter_mut().zip(j0..j1) {
+                    *o = out_t[j * m + i];
+                }
             }
         }
         Tensor::from_vec(out, out_dims, &Device::Cpu)

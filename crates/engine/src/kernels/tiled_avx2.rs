@@ -59,11 +59,15 @@ pub unsafe fn q41(tiles: &[TileQ41], acts: &[QuantRow], out: &mut [[f32; ROWS]; 
             };
             for (i, a) in acts.iter().enumerate() {
                 let aq = block(&a.qs, b);
-                let mut isum = _mm256_setzero_si256();
+                // Pairs of nibble x byte products summed in i16: each `vpmaddubsw` lane is at
+                // most 2 * 15 * 127 = 3810, so all eight fit (30480 < 32767) and one
+                // `vpmaddwd` per block widens them, instead of one per group.
+                let mut pairs = _mm256_setzero_si256();
                 for p in 0..4 {
-                    isum = _mm256_add_epi32(isum, dot4(w[p], bcast4(aq, 4 * p)));
-                    isum = _mm256_add_epi32(isum, dot4(w[p + 4], bcast4(aq, 16 + 4 * p)));
+                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(w[p], bcast4(aq, 4 * p)));
+                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(w[p + 4], bcast4(aq, 16 + 4 * p)));
                 }
+                let isum = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
                 let scale = _mm256_mul_ps(dw, _mm256_set1_ps(a.d[b]));
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[i]);
                 acc[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[b]), acc[i]);
