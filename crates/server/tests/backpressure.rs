@@ -38,7 +38,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
     let solo: Vec<String> = (0..24)
         .map(|i| {
             let req = GenerateRequest {
-                prompt: Prompt::Chat(vec![ChatMessage::new("user", &question(i))]),
+                prompt: Prompt::Chat(vec![ChatMessage::new("user", question(i))]),
                 max_tokens: MAX_TOKENS,
                 sampling: SamplingParams::greedy(),
                 stop: vec![],
