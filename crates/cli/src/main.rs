@@ -28,6 +28,9 @@ enum Command {
     /// List, fetch and inspect models.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
+    /// Scan files for PII and sensitive terms, or write redacted copies.
+    #[command(subcommand)]
+    Guard(commands::guard::GuardCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => commands::generate::run(args),
         Command::Chat(args) => commands::chat::run(args),
         Command::Models(cmd) => commands::models::run(cmd),
+        Command::Guard(cmd) => commands::guard::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     match result {

@@ -1,7 +1,9 @@
 //! Server settings: defaults, then `luodi.toml`, then `LUODI_*` environment variables,
 //! then command-line flags (the CLI merges the last two through clap).
 
+use crate::guarding::StyleProfile;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +40,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// `text` or `json` logs.
     pub log_format: String,
+    /// Guardrails on prompts and answers (`[guard]`: PII, lexicons); see `luodi_guard`.
+    pub guard: luodi_guard::GuardConfig,
+    /// Named answer styles (`[styles.NAME]`), chosen per request with `"style"` or the
+    /// `x-luodi-style` header.
+    pub styles: BTreeMap<String, StyleProfile>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +64,8 @@ impl Default for ServerConfig {
             request_timeout: Some(Duration::from_secs(120)),
             shutdown_grace: Duration::from_secs(30),
             log_format: "text".into(),
+            guard: luodi_guard::GuardConfig::default(),
+            styles: BTreeMap::new(),
         }
     }
 }
@@ -81,10 +90,14 @@ impl ServerConfig {
         })
     }
 
-    /// Reads a `luodi.toml`; unknown keys are an error that names them.
+    /// Reads a `luodi.toml`; unknown keys are an error that names them. Relative lexicon
+    /// paths in `[guard]` are resolved against the file's directory.
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let mut config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        config.guard.resolve_paths(base);
+        Ok(config)
     }
 
     /// All accepted keys: configured ones plus the keys file's.
@@ -132,6 +145,25 @@ mod tests {
         std::fs::write(&path, "prot = 9000\n").unwrap();
         let err = ServerConfig::from_file(&path).unwrap_err();
         assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn guard_and_styles_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("luodi.toml");
+        std::fs::write(
+            &path,
+            "[guard.pii]\nrestore_pseudonyms = true\n[[guard.lexicons]]\ncategory = \"x\"\naction = \"block\"\npath = \"words.txt\"\n\
+             [styles]\nprofessional = { tone = \"professional\", language = \"zh\" }\n",
+        )
+        .unwrap();
+        let c = ServerConfig::from_file(&path).unwrap();
+        assert!(c.guard.pii.restore_pseudonyms);
+        assert_eq!(c.guard.lexicons[0].path.as_deref(), Some(dir.path().join("words.txt").as_path()));
+        assert_eq!(c.styles["professional"].tone.as_deref(), Some("professional"));
+        std::fs::write(&path, "[styles.a]\ntone = \"x\"\ncolour = \"red\"\n").unwrap();
+        let err = ServerConfig::from_file(&path).unwrap_err();
+        assert!(err.contains("colour"), "{err}");
     }
 
     #[test]

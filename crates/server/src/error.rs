@@ -30,6 +30,26 @@ impl ApiError {
         e
     }
 
+    /// 400 for a prompt or message the guard refused: names the entity type or lexicon
+    /// category and the rule, never the matched text. `code` is `pii_blocked` for PII,
+    /// `content_blocked` for lexicon terms.
+    pub fn blocked(param: &str, blocked: &luodi_guard::Blocked) -> Self {
+        let pii = blocked.subject.parse::<luodi_guard::EntityType>().is_ok();
+        let what = if pii {
+            format!("it contains personal data of type {}", blocked.subject)
+        } else {
+            format!("it contains terms of the blocked category `{}`", blocked.subject)
+        };
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("`{param}` was refused by the content guard: {what} (rule {})", blocked.rule),
+        );
+        e.param = Some(param.to_string());
+        e.code = Some(if pii { "pii_blocked" } else { "content_blocked" });
+        e
+    }
+
     pub fn bad_json(message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message);
         e.code = Some("invalid_json");

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod guarding;
 pub mod openapi;
 pub mod routes;
 pub mod state;

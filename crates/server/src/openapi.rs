@@ -217,6 +217,9 @@ pub struct ChatCompletionRequest {
     /// Only with `stream: true`.
     pub stream_options: Option<StreamOptions>,
     pub response_format: Option<ResponseFormat>,
+    /// luodi extension: a configured answer style (`[styles.NAME]`), added as a system message;
+    /// also accepted as the `x-luodi-style` header. Unknown names are a 400 listing the known ones.
+    pub style: Option<String>,
     /// luodi extension: keep the k most likely tokens (0: off).
     #[schema(minimum = 0, maximum = 1000000)]
     pub top_k: Option<u64>,
@@ -359,7 +362,7 @@ pub struct ChatChoice {
     /// Present when `logprobs: true` was asked for, else null.
     #[schema(required = true)]
     pub logprobs: Option<ChatLogprobs>,
-    /// `stop` or `length`.
+    /// `stop`, `length`, or `content_filter` when the guard stopped the answer.
     pub finish_reason: String,
 }
 
@@ -387,6 +390,7 @@ pub struct TextChoice {
     pub text: String,
     #[schema(required = true)]
     pub logprobs: Option<TextLogprobs>,
+    /// `stop`, `length`, or `content_filter` when the guard stopped the answer.
     pub finish_reason: String,
 }
 
@@ -404,7 +408,7 @@ pub struct TextCompletion {
 #[derive(Serialize, ToSchema)]
 pub struct GenerateResponse {
     pub response: String,
-    /// `stop` or `length`.
+    /// `stop`, `length`, or `content_filter` when the guard stopped the answer.
     pub finish_reason: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

@@ -2,6 +2,7 @@
 
 use crate::backend::{Backend, Embedder};
 use crate::config::ServerConfig;
+use crate::guarding::Guarding;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 
@@ -14,4 +15,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Whether `/generate` wraps prompts in the model's chat template.
     pub chat_template: bool,
+    /// The guard and answer styles, built from the config at startup.
+    pub guard: Guarding,
 }

@@ -56,6 +56,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
         config: Arc::new(ServerConfig::default()),
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
+        guard: Default::default(),
     };
     let app = router(state, ApiKeys::new(vec![]));
 

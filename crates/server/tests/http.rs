@@ -69,6 +69,7 @@ fn app_with(fake: Fake, keys: Vec<&str>, config: ServerConfig) -> (axum::Router,
         config: Arc::new(config),
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
+        guard: Default::default(),
     };
     (router(state, ApiKeys::new(keys.into_iter().map(String::from).collect())), fake)
 }
@@ -307,6 +308,7 @@ fn app_with_embedder() -> axum::Router {
         config: Arc::new(ServerConfig::default()),
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
+        guard: Default::default(),
     };
     router(state, ApiKeys::default())
 }

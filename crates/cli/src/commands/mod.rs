@@ -2,5 +2,6 @@ pub mod bench;
 pub mod bench_http;
 pub mod chat;
 pub mod generate;
+pub mod guard;
 pub mod models;
 pub mod serve;

@@ -124,6 +124,11 @@ impl ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let config = args.settings()?;
+    // Built before the model loads, so a bad `[guard]` or `[styles]` setting fails fast.
+    let guard = luodi_server::guarding::Guarding::from_config(&config).map_err(anyhow::Error::msg)?;
+    if guard.ephemeral_key() {
+        tracing::warn!("guard.pii.hash_key is not set: pseudonyms use a random per-process key and change on restart");
+    }
     set_threads(args.threads);
     let keys = config.load_keys().map_err(anyhow::Error::msg)?;
     if keys.is_empty() {
@@ -150,6 +155,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         config: Arc::new(config.clone()),
         metrics: luodi_server::metrics_handle(),
         chat_template,
+        guard,
     };
     let app = router(state, ApiKeys::new(keys));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -1,11 +1,13 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`, streaming (SSE) or not.
 
-use super::{collect_answer, unix_time, Answer, JsonObject};
+use super::{collect_answer, request_id, unix_time, Answer, JsonObject, CONTENT_FILTER};
 use crate::backend::{Finished, GenEvent, TokenInfo};
 use crate::error::ApiError;
+use crate::guarding::{apply_style, OutputFilter, RequestGuard};
 use crate::state::AppState;
 use crate::validate::{self, Fields};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -31,7 +33,7 @@ enum Kind {
             (crate::openapi::ChatCompletion = "application/json"),
             (crate::openapi::ServerSentEvent = "text/event-stream"),
         )),
-        (status = 400, description = "A field has a bad value, the body is not a JSON object, or the prompt does not fit the context", body = crate::openapi::ErrorBody),
+        (status = 400, description = "A field has a bad value, the body is not a JSON object, the prompt does not fit the context, the guard refused a message (`code`: `pii_blocked`, `content_blocked`), or `style` names no configured style", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
         (status = 404, description = "`model` is not the served model", body = crate::openapi::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
@@ -41,10 +43,31 @@ enum Kind {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn chat(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response, ApiError> {
+pub async fn chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
     let backend = &state.backend;
-    let req = validate::chat_request(&body, backend.model_id(), backend.context_length())?;
-    respond(state, Kind::Chat, req).await
+    let mut req = validate::chat_request(&body, backend.model_id(), backend.context_length())?;
+    // A style from the body, else from the header; checked before anything is generated.
+    let style = match (body.get("style"), headers.get("x-luodi-style")) {
+        (Some(Value::String(name)), _) => Some(state.guard.style(name, "style")?),
+        (Some(Value::Null) | None, Some(h)) => {
+            let name = h.to_str().map_err(|_| ApiError::invalid("x-luodi-style", "`x-luodi-style` must be text"))?;
+            Some(state.guard.style(name.trim(), "x-luodi-style")?)
+        }
+        (Some(Value::Null) | None, None) => None,
+        (Some(_), _) => return Err(ApiError::invalid("style", "`style` must be the name of a configured style")),
+    };
+    let mut guard = state.guard.request(request_id(&headers));
+    if let Prompt::Chat(messages) = &mut req.gen.prompt {
+        guard.check_messages(messages)?;
+        if let Some(style) = style {
+            apply_style(messages, style);
+        }
+    }
+    respond(state, Kind::Chat, req, guard).await
 }
 
 #[utoipa::path(
@@ -57,7 +80,7 @@ pub async fn chat(State(state): State<AppState>, JsonObject(body): JsonObject) -
             (crate::openapi::TextCompletion = "application/json"),
             (crate::openapi::ServerSentEvent = "text/event-stream"),
         )),
-        (status = 400, description = "A field has a bad value, the body is not a JSON object, or the prompt does not fit the context", body = crate::openapi::ErrorBody),
+        (status = 400, description = "A field has a bad value, the body is not a JSON object, the prompt does not fit the context, or the guard refused the prompt (`code`: `pii_blocked`, `content_blocked`)", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
         (status = 404, description = "`model` is not the served model", body = crate::openapi::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
@@ -67,7 +90,11 @@ pub async fn chat(State(state): State<AppState>, JsonObject(body): JsonObject) -
     ),
     security(("bearer" = []), ())
 )]
-pub async fn completions(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Response, ApiError> {
+pub async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
     let backend = &state.backend;
     let f = Fields(&body);
     validate::check_model(&f, backend.model_id())?;
@@ -79,6 +106,8 @@ pub async fn completions(State(state): State<AppState>, JsonObject(body): JsonOb
         }
         _ => return Err(ApiError::invalid("prompt", "`prompt` is required and must be a string")),
     };
+    let mut guard = state.guard.request(request_id(&headers));
+    let prompt = guard.check_input("prompt", &prompt)?;
     let (stream, include_usage) = validate::stream_fields(&f)?;
     let top = match f.0.get("logprobs") {
         None | Some(Value::Null) => None,
@@ -102,10 +131,15 @@ pub async fn completions(State(state): State<AppState>, JsonObject(body): JsonOb
         include_usage,
         top_logprobs: top.unwrap_or(0),
     };
-    respond(state, Kind::Text, req).await
+    respond(state, Kind::Text, req, guard).await
 }
 
-async fn respond(state: AppState, kind: Kind, mut req: validate::ChatRequest) -> Result<Response, ApiError> {
+async fn respond(
+    state: AppState,
+    kind: Kind,
+    mut req: validate::ChatRequest,
+    guard: RequestGuard,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     req.gen.deadline = state.config.request_timeout.map(|t| started + t);
     let events = state.backend.submit(req.gen)?;
@@ -123,9 +157,10 @@ async fn respond(state: AppState, kind: Kind, mut req: validate::ChatRequest) ->
             Some(Err(e)) => return Err(e),
             other => other,
         };
-        return Ok(stream_response(kind, id, model, created, req.include_usage, first, events, started));
+        let stream = Stream { kind, first, events: Some(events), filter: guard.output(), started, tokens: 0 };
+        return Ok(stream_response(id, model, created, req.include_usage, stream));
     }
-    let Answer { text, logprobs, done } = collect_answer(events, started).await?;
+    let Answer { text, logprobs, done } = collect_answer(events, started, guard.output()).await?;
     let lp = logprobs_json(kind, &logprobs);
     let choice = match kind {
         Kind::Chat => json!({
@@ -139,7 +174,7 @@ async fn respond(state: AppState, kind: Kind, mut req: validate::ChatRequest) ->
     let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
     Ok(Json(json!({
         "id": id, "object": object, "created": created, "model": model,
-        "choices": [choice], "usage": usage(&done),
+        "choices": [choice], "usage": usage_json(&done),
     }))
     .into_response())
 }
@@ -168,7 +203,7 @@ fn chat_logprob(i: &TokenInfo) -> Value {
     })
 }
 
-fn usage(done: &Finished) -> Value {
+fn usage_json(done: &Finished) -> Value {
     json!({
         "prompt_tokens": done.prompt_tokens,
         "completion_tokens": done.completion_tokens,
@@ -176,16 +211,29 @@ fn usage(done: &Finished) -> Value {
     })
 }
 
-fn stream_response(
+/// A streamed answer in progress: the engine's events through the guard's filter.
+struct Stream {
     kind: Kind,
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
-    first_event: Option<Result<GenEvent, ApiError>>,
-    events: crate::backend::EventStream,
+    /// The event already received (to turn an early error into an HTTP error).
+    first: Option<Result<GenEvent, ApiError>>,
+    /// `None` once the answer is over; dropping it cancels the generation.
+    events: Option<crate::backend::EventStream>,
+    filter: OutputFilter,
     started: Instant,
-) -> Response {
+    tokens: usize,
+}
+
+impl Stream {
+    async fn next(&mut self) -> Option<Result<GenEvent, ApiError>> {
+        match self.first.take() {
+            Some(event) => Some(event),
+            None => self.events.as_mut()?.recv().await,
+        }
+    }
+}
+
+fn stream_response(id: String, model: String, created: u64, include_usage: bool, stream: Stream) -> Response {
+    let kind = stream.kind;
     let object = if kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" };
     let chunk = move |choices: Value, usage: Option<Value>| {
         let mut v = json!({"id": id, "object": object, "created": created, "model": model, "choices": choices});
@@ -194,54 +242,88 @@ fn stream_response(
         }
         Event::default().data(v.to_string())
     };
-    let mut first = true;
-    let events =
-        futures_util::stream::iter(first_event).chain(tokio_stream::wrappers::UnboundedReceiverStream::new(events));
-    let stream = events.map(move |event| -> Vec<Event> {
-        match event {
-            Ok(GenEvent::Token { text, info }) => {
-                let mut out = Vec::new();
-                if first {
-                    metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
-                    if kind == Kind::Chat {
-                        out.push(chunk(
-                            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
-                            None,
-                        ));
+    let text_choice = move |text: &str, infos: &[TokenInfo]| -> Value {
+        let lp = match (infos.is_empty(), kind) {
+            (true, _) => Value::Null,
+            (false, Kind::Chat) => json!({"content": infos.iter().map(chat_logprob).collect::<Vec<_>>()}),
+            (false, Kind::Text) => json!({
+                "tokens": infos.iter().map(|i| i.token.clone()).collect::<Vec<_>>(),
+                "token_logprobs": infos.iter().map(|i| i.logprob).collect::<Vec<_>>(),
+            }),
+        };
+        match kind {
+            Kind::Chat => json!([{"index": 0, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}]),
+            Kind::Text => json!([{"index": 0, "text": text, "logprobs": lp, "finish_reason": null}]),
+        }
+    };
+    let final_choice = move |finish_reason: &str| match kind {
+        Kind::Chat => json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason}]),
+        Kind::Text => json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": finish_reason}]),
+    };
+    let events = futures_util::stream::unfold(stream, move |mut s| {
+        let chunk = chunk.clone();
+        async move {
+            let event = s.next().await?;
+            let mut out = Vec::new();
+            match event {
+                Ok(GenEvent::Token { text, info }) => {
+                    if s.tokens == 0 {
+                        metrics::histogram!("luodi_time_to_first_token_seconds")
+                            .record(s.started.elapsed().as_secs_f64());
+                        if kind == Kind::Chat {
+                            out.push(chunk(
+                                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+                                None,
+                            ));
+                        }
                     }
-                    first = false;
+                    s.tokens += 1;
+                    match s.filter.push(&text, info) {
+                        Ok(r) if r.text.is_empty() && r.infos.is_empty() => {}
+                        Ok(r) => out.push(chunk(text_choice(&r.text, &r.infos), None)),
+                        Err(_) => {
+                            // Stop: cancel the generation, tell the client why, end the stream.
+                            s.events = None;
+                            out.push(chunk(final_choice(CONTENT_FILTER), None));
+                            if include_usage {
+                                let usage = Finished {
+                                    finish_reason: CONTENT_FILTER,
+                                    prompt_tokens: 0,
+                                    completion_tokens: s.tokens,
+                                };
+                                out.push(chunk(json!([]), Some(usage_json(&usage))));
+                            }
+                            out.push(Event::default().data("[DONE]"));
+                        }
+                    }
                 }
-                if text.is_empty() && info.is_none() {
-                    return out;
+                Ok(GenEvent::Done(done)) => {
+                    s.events = None;
+                    let reason = match s.filter.finish() {
+                        Ok(r) => {
+                            if !r.text.is_empty() || !r.infos.is_empty() {
+                                out.push(chunk(text_choice(&r.text, &r.infos), None));
+                            }
+                            done.finish_reason
+                        }
+                        Err(_) => CONTENT_FILTER,
+                    };
+                    out.push(chunk(final_choice(reason), None));
+                    if include_usage {
+                        out.push(chunk(json!([]), Some(usage_json(&done))));
+                    }
+                    out.push(Event::default().data("[DONE]"));
                 }
-                let lp = match (&info, kind) {
-                    (Some(i), Kind::Chat) => json!({"content": [chat_logprob(i)]}),
-                    (Some(i), Kind::Text) => json!({"tokens": [i.token], "token_logprobs": [i.logprob]}),
-                    (None, _) => Value::Null,
-                };
-                let choice = match kind {
-                    Kind::Chat => json!({"index": 0, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}),
-                    Kind::Text => json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": null}),
-                };
-                out.push(chunk(json!([choice]), None));
-                out
+                // Headers are gone by now: the error travels as an SSE event in OpenAI's shape.
+                Err(e) => {
+                    s.events = None;
+                    out.push(Event::default().data(e.body().to_string()));
+                    out.push(Event::default().data("[DONE]"));
+                }
             }
-            Ok(GenEvent::Done(done)) => {
-                let choice = match kind {
-                    Kind::Chat => json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": done.finish_reason}),
-                    Kind::Text => json!({"index": 0, "text": "", "logprobs": null, "finish_reason": done.finish_reason}),
-                };
-                let mut out = vec![chunk(json!([choice]), None)];
-                if include_usage {
-                    out.push(chunk(json!([]), Some(usage(&done))));
-                }
-                out.push(Event::default().data("[DONE]"));
-                out
-            }
-            // Headers are gone by now: the error travels as an SSE event in OpenAI's shape.
-            Err(e) => vec![Event::default().data(e.body().to_string()), Event::default().data("[DONE]")],
+            Some((out, s))
         }
     });
-    let stream = stream.flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
+    let stream = events.flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }

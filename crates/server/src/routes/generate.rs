@@ -3,12 +3,13 @@
 //! The prompt is the user's message (chat template applied when the model has one) unless
 //! `"raw": true`; OpenAI sampling fields are accepted too.
 
-use super::{collect_answer, Answer, JsonObject};
+use super::{collect_answer, request_id, Answer, JsonObject};
 use crate::backend::GenRequest;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate::{self, Fields};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use luodi_engine::{ChatMessage, Prompt};
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ use std::time::Instant;
     request_body(content = crate::openapi::GenerateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The generated text", body = crate::openapi::GenerateResponse),
-        (status = 400, description = "A field has a bad value, the body is not a JSON object, or the prompt does not fit the context", body = crate::openapi::ErrorBody),
+        (status = 400, description = "A field has a bad value, the body is not a JSON object, the prompt does not fit the context, or the guard refused the prompt (`code`: `pii_blocked`, `content_blocked`)", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
         (status = 429, description = "The request queue is full; see `Retry-After`", body = crate::openapi::ErrorBody),
@@ -30,9 +31,15 @@ use std::time::Instant;
     ),
     security(("bearer" = []), ())
 )]
-pub async fn generate(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
+pub async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
     let f = Fields(&body);
     let text = f.required_string("prompt")?;
+    let mut guard = state.guard.request(request_id(&headers));
+    let text = guard.check_input("prompt", &text)?;
     let raw = f.bool("raw")?.unwrap_or(false);
     let prompt = if raw || !state.chat_template {
         Prompt::Raw(text)
@@ -49,7 +56,7 @@ pub async fn generate(State(state): State<AppState>, JsonObject(body): JsonObjec
         logprobs: false,
     };
     let events = state.backend.submit(request)?;
-    let Answer { text, done, .. } = collect_answer(events, started).await?;
+    let Answer { text, done, .. } = collect_answer(events, started, guard.output()).await?;
     Ok(Json(json!({
         "response": text,
         "finish_reason": done.finish_reason,

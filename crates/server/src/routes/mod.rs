@@ -41,27 +41,59 @@ pub struct Answer {
     pub done: crate::backend::Finished,
 }
 
-/// Drains a request's events into one answer, recording time to first token.
+/// Drains a request's events into one answer through the guard's output filter, recording
+/// time to first token. When the filter blocks, the generation is cancelled (the events are
+/// dropped), the answer is what passed before the block and `finish_reason` is
+/// `content_filter` (usage then counts the tokens generated so far, and no prompt tokens).
 pub async fn collect_answer(
     mut events: crate::backend::EventStream,
     started: std::time::Instant,
+    mut filter: crate::guarding::OutputFilter,
 ) -> Result<Answer, ApiError> {
-    use crate::backend::GenEvent;
-    let (mut text, mut logprobs, mut first) = (String::new(), Vec::new(), true);
+    use crate::backend::{Finished, GenEvent};
+    let (mut text, mut logprobs, mut first, mut tokens) = (String::new(), Vec::new(), true, 0);
     while let Some(event) = events.recv().await {
-        match event? {
+        let released = match event? {
             GenEvent::Token { text: piece, info } => {
                 if first {
                     metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
                     first = false;
                 }
-                text.push_str(&piece);
-                logprobs.extend(info);
+                tokens += 1;
+                filter.push(&piece, info)
             }
-            GenEvent::Done(done) => return Ok(Answer { text, logprobs, done }),
+            GenEvent::Done(done) => {
+                return Ok(match filter.finish() {
+                    Ok(rest) => {
+                        text.push_str(&rest.text);
+                        logprobs.extend(rest.infos);
+                        Answer { text, logprobs, done }
+                    }
+                    Err(_) => Answer { text, logprobs, done: Finished { finish_reason: CONTENT_FILTER, ..done } },
+                });
+            }
+        };
+        match released {
+            Ok(r) => {
+                text.push_str(&r.text);
+                logprobs.extend(r.infos);
+            }
+            Err(_) => {
+                drop(events);
+                let done = Finished { finish_reason: CONTENT_FILTER, prompt_tokens: 0, completion_tokens: tokens };
+                return Ok(Answer { text, logprobs, done });
+            }
         }
     }
     Err(ApiError::internal("the engine ended a request without finishing it"))
+}
+
+/// `finish_reason` of an answer the guard stopped.
+pub const CONTENT_FILTER: &str = "content_filter";
+
+/// The request id the request-id layer set (for guard logs).
+pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-")
 }
 
 pub fn unix_time() -> u64 {
