@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -194,6 +195,56 @@ def deadline_ends_runaway_generation():
         short.wait()
 
 
+def guard_on_the_real_model():
+    # Learn a word of the greedy answer from the unguarded lexicon, then forbid it.
+    msgs = [{"role": "user", "content": "Describe a sunny day at the beach."}]
+    answer = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=24, temperature=0).choices[0].message.content
+    words = [w.strip(".,!?;:\"'") for w in answer.split()]
+    word = next(w for w in words[3:] if len(w) >= 4 and w.isalpha())
+    home = tempfile.mkdtemp()
+    with open(os.path.join(home, "forbidden.txt"), "w") as f:
+        f.write(word + "\n")
+    with open(os.path.join(home, "luodi.toml"), "w") as f:
+        f.write('[guard.pii.entities]\nCN_ID = "block"\n'
+                '[[guard.lexicons]]\ncategory = "demo"\naction = "block"\npath = "forbidden.txt"\n'
+                '[styles]\nprofessional = { tone = "professional", vocabulary = "formal", language = "en" }\n')
+    p3 = free_port()
+    guarded = start(p3, "--config", os.path.join(home, "luodi.toml"))
+    try:
+        c3 = openai.OpenAI(base_url=f"http://127.0.0.1:{p3}/v1", api_key="none", max_retries=0, timeout=60)
+        stream = c3.chat.completions.create(model=MODEL, messages=msgs, max_tokens=24, temperature=0, stream=True)
+        text, finish = "", None
+        for chunk in stream:
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+                finish = ch.finish_reason or finish
+        assert finish == "content_filter", (finish, text, word)
+        assert word.lower() not in text.lower(), (text, word)
+        whole = c3.chat.completions.create(model=MODEL, messages=msgs, max_tokens=24, temperature=0)
+        assert whole.choices[0].finish_reason == "content_filter", whole
+        try:
+            c3.chat.completions.create(model=MODEL, max_tokens=4, messages=[
+                {"role": "user", "content": "我的身份证号是11010519491231002X，请帮我查询。"}])
+            raise AssertionError("a blocked ID number was accepted")
+        except openai.BadRequestError as e:
+            assert e.body["code"] == "pii_blocked" and e.body["param"] == "messages[0].content", e.body
+            assert "11010519491231002X" not in json.dumps(e.body), e.body
+        r = c3.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                       extra_body={"style": "professional"})
+        assert r.choices[0].message.content is not None
+        try:
+            c3.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                       extra_headers={"x-luodi-style": "pirate"})
+            raise AssertionError("an unknown style was accepted")
+        except openai.BadRequestError as e:
+            assert e.body["param"] == "x-luodi-style" and "professional" in e.body["message"], e.body
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{p3}/metrics", timeout=5).read().decode()
+        assert 'luodi_guard_actions_total{entity="CN_ID",action="block"}' in metrics, metrics
+    finally:
+        guarded.kill()
+        guarded.wait()
+
+
 def graceful_shutdown():
     got = {}
 
@@ -219,6 +270,7 @@ for name, fn in [("chat, non-streaming", chat_non_streaming), ("chat, streaming 
                  ("/generate with curl", generate_with_curl),
                  ("client disconnect stops generation", disconnect_stops_generation),
                  ("request deadline ends a runaway generation", deadline_ends_runaway_generation),
+                 ("guard: PII block, output lexicon on a stream, styles (real model)", guard_on_the_real_model),
                  ("SIGTERM finishes in-flight requests, exit 0", graceful_shutdown)]:
     check(name, fn)
 
