@@ -98,3 +98,19 @@ fn clear_errors() {
     assert!(!out.status.success());
     assert!(text(&out).contains("nope.txt"), "{}", text(&out));
 }
+
+#[test]
+fn bench_guard_times_requests_and_counts_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = luodi(dir.path(), &["bench", "guard", "--requests", "40", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["requests"], 40);
+    assert_eq!(v["blocked_requests"], 0, "default rules mask, never block");
+    assert!(v["p50_us"].as_f64().unwrap() > 0.0 && v["p99_us"].as_f64() >= v["p50_us"].as_f64(), "{v}");
+    // Every other request carries an ID number; with CN_ID = "block" those are refused.
+    std::fs::write(dir.path().join("luodi.toml"), "[guard.pii.entities]\nCN_ID = \"block\"\n").unwrap();
+    let out = luodi(dir.path(), &["bench", "guard", "--requests", "40", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blocked_requests"], 20, "{v}");
+}

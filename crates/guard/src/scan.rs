@@ -60,29 +60,29 @@ pub struct Progress {
 pub const PROGRESS_EVERY: u64 = 1000;
 
 /// Counts PII findings and lexicon terms in `reader`, without changing anything.
-pub fn scan_reader<R: BufRead>(reader: R, guard: &Guard, format: Format) -> io::Result<ScanSummary> {
+pub fn scan_reader<R: BufRead>(
+    reader: R,
+    guard: &Guard,
+    format: Format,
+    progress: impl FnMut(&Progress),
+) -> io::Result<ScanSummary> {
     let mut summary = ScanSummary::default();
-    for_each_line(
-        reader,
-        &mut summary,
-        |_| {},
-        |line, summary| {
-            let before = total(summary);
-            for_each_string(line, format, summary, |text, summary| {
-                for finding in guard.detect(text) {
-                    *summary.entities.entry(finding.entity).or_default() += 1;
-                }
-                for m in guard.find_terms(text) {
-                    *summary.categories.entry(m.category.to_owned()).or_default() += 1;
-                }
-                None
-            });
-            if total(summary) > before {
-                summary.lines_with_findings += 1;
+    for_each_line(reader, &mut summary, progress, |line, summary| {
+        let before = total(summary);
+        for_each_string(line, format, summary, |text, summary| {
+            for finding in guard.detect(text) {
+                *summary.entities.entry(finding.entity).or_default() += 1;
             }
-            Ok(())
-        },
-    )?;
+            for m in guard.find_terms(text) {
+                *summary.categories.entry(m.category.to_owned()).or_default() += 1;
+            }
+            None
+        });
+        if total(summary) > before {
+            summary.lines_with_findings += 1;
+        }
+        Ok(())
+    })?;
     Ok(summary)
 }
 

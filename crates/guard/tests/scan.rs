@@ -19,7 +19,7 @@ fn guard() -> Guard {
 #[test]
 fn scan_counts_per_entity_type() {
     let input = "手机13800138000\n无\r\n邮箱a@b.cn 和 c@d.cn\n坏人 110.1.1.1\n";
-    let summary = scan_reader(Cursor::new(input), &guard(), Format::Text).unwrap();
+    let summary = scan_reader(Cursor::new(input), &guard(), Format::Text, |_| {}).unwrap();
     assert_eq!(summary.lines, 4);
     assert_eq!(summary.bytes, input.len() as u64);
     assert_eq!(summary.lines_with_findings, 3);
@@ -77,6 +77,6 @@ fn jsonl_redacts_string_values_only() {
 #[test]
 fn invalid_utf8_is_counted_not_fatal() {
     let input: &[u8] = b"ok 13800138000\n\xff\xfe bad\n";
-    let summary = scan_reader(Cursor::new(input), &guard(), Format::Text).unwrap();
+    let summary = scan_reader(Cursor::new(input), &guard(), Format::Text, |_| {}).unwrap();
     assert_eq!((summary.lines, summary.invalid_utf8_lines), (2, 1));
 }

@@ -15,6 +15,8 @@ pub enum BenchCommand {
     Engine(EngineBenchArgs),
     /// Load benchmark of an OpenAI-compatible server: concurrency levels or a request rate.
     Http(super::bench_http::HttpBenchArgs),
+    /// Latency the guard chain (PII, lexicons, output moderation) adds to one request.
+    Guard(super::bench_guard::GuardBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +54,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Engine(args) => engine(args),
         BenchCommand::Http(args) => super::bench_http::run(args),
+        BenchCommand::Guard(args) => super::bench_guard::run(args),
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod args;
 mod client;
-mod prompts;
+pub(crate) mod prompts;
 mod report;
 mod runner;
 mod schedule;

@@ -9,6 +9,7 @@ use luodi_server::config::ServerConfig;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum GuardCommand {
@@ -77,15 +78,24 @@ fn open(path: &Path) -> Result<(BufReader<File>, u64)> {
 
 fn scan(args: ScanArgs) -> Result<()> {
     let guard = load_guard(&args.config)?;
-    let (reader, _) = open(&args.file)?;
-    let summary = luodi_guard::scan_reader(reader, &guard, Format::from_path(&args.file))
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let (reader, len) = open(&args.file)?;
+    let bar = progress_bar(len);
+    let started = Instant::now();
+    let summary =
+        luodi_guard::scan_reader(reader, &guard, Format::from_path(&args.file), |p| bar.set_position(p.bytes))
+            .with_context(|| format!("reading {}", args.file.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mb_per_s = summary.bytes as f64 / 1e6 / seconds.max(1e-9);
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
         v["file"] = serde_json::Value::String(args.file.display().to_string());
+        v["seconds"] = serde_json::json!(seconds);
+        v["mb_per_s"] = serde_json::json!(mb_per_s);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_table(&args.file, &summary);
+        eprintln!("scanned in {seconds:.2} s ({mb_per_s:.1} MB/s)");
     }
     Ok(())
 }
@@ -99,11 +109,7 @@ fn redact(args: RedactArgs) -> Result<()> {
         }
     }
     let out = File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(len);
     let summary = luodi_guard::redact_stream(reader, BufWriter::new(out), &guard, Format::from_path(&args.file), |p| {
         bar.set_position(p.bytes)
     })
@@ -112,6 +118,16 @@ fn redact(args: RedactArgs) -> Result<()> {
     print_table(&args.file, &summary);
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// A byte progress bar on stderr (hidden when stderr is not a terminal).
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn print_table(file: &Path, s: &ScanSummary) {

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_guard;
 pub mod bench_http;
 pub mod chat;
 pub mod generate;
