@@ -45,6 +45,8 @@ pub struct ServerConfig {
     /// Named answer styles (`[styles.NAME]`), chosen per request with `"style"` or the
     /// `x-luodi-style` header.
     pub styles: BTreeMap<String, StyleProfile>,
+    /// API key -> style name, for requests that choose none (`key_styles = { "KEY" = "professional" }`).
+    pub key_styles: BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             log_format: "text".into(),
             guard: luodi_guard::GuardConfig::default(),
             styles: BTreeMap::new(),
+            key_styles: BTreeMap::new(),
         }
     }
 }

@@ -95,13 +95,15 @@ pub struct Guarding {
     guard: Guard,
     /// Style name -> system-message text.
     styles: Arc<BTreeMap<String, String>>,
+    /// API key -> style name (`key_styles`): the style of requests that name none.
+    key_styles: Arc<BTreeMap<String, String>>,
 }
 
 impl Default for Guarding {
     /// The guard with the default `[guard]` settings (as with no `[guard]` table) and no styles.
     fn default() -> Self {
         let guard = Guard::new(&GuardConfig::default()).expect("the default guard config is valid");
-        Guarding { guard, styles: Arc::default() }
+        Guarding { guard, styles: Arc::default(), key_styles: Arc::default() }
     }
 }
 
@@ -114,7 +116,16 @@ impl Guarding {
             .iter()
             .map(|(name, profile)| Ok((name.clone(), profile.render(name)?)))
             .collect::<Result<BTreeMap<_, _>, String>>()?;
-        Ok(Guarding { guard, styles: Arc::new(styles) })
+        for (i, style) in config.key_styles.values().enumerate() {
+            if !styles.contains_key(style) {
+                return Err(format!(
+                    "key_styles: entry {} names the unknown style `{style}`; known styles: {}",
+                    i + 1,
+                    styles.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(Guarding { guard, styles: Arc::new(styles), key_styles: Arc::new(config.key_styles.clone()) })
     }
 
     pub fn guard(&self) -> &Guard {
@@ -124,6 +135,13 @@ impl Guarding {
     /// True when pseudonyms use a per-process random key (no `guard.pii.hash_key`).
     pub fn ephemeral_key(&self) -> bool {
         self.guard.policy().has_ephemeral_key()
+    }
+
+    /// The style configured for the API key in an `Authorization: Bearer` header, if any.
+    pub fn key_style(&self, authorization: Option<&str>) -> Option<&str> {
+        let key = authorization?.strip_prefix("Bearer ")?.trim();
+        let name = self.key_styles.get(key)?;
+        self.styles.get(name).map(String::as_str)
     }
 
     /// The system-message text of a style; unknown names are a 400 listing the known ones.

@@ -275,6 +275,28 @@ async fn styles_inject_a_system_message() {
 }
 
 #[tokio::test]
+async fn an_api_key_can_carry_a_default_style() {
+    let config = format!("key_styles = {{ \"k-pirate\" = \"pirate\" }}\n{STYLES}");
+    let (app, fake) = make_app(&config, Script::Tokens(vec!["好"]));
+    let (status, _) = post(&app, "/v1/chat/completions", chat("hi"), Some(("authorization", "Bearer k-pirate"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen_messages(&fake)[0].1, "Talk like a pirate.");
+    // The request's own choice wins; other keys get no style.
+    let mut body = chat("hi");
+    body["style"] = json!("professional");
+    let (status, _) = post(&app, "/v1/chat/completions", body, Some(("authorization", "Bearer k-pirate"))).await;
+    assert_eq!(status, 200);
+    assert!(seen_messages(&fake)[0].1.contains("formal"));
+    let (status, _) = post(&app, "/v1/chat/completions", chat("hi"), Some(("authorization", "Bearer other"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen_messages(&fake).len(), 1, "no system message without a style");
+    // A key mapped to a style that does not exist is a startup error naming the style.
+    let config: ServerConfig = toml::from_str("key_styles = { \"k\" = \"nope\" }\n").unwrap();
+    let err = Guarding::from_config(&config).err().unwrap();
+    assert!(err.contains("key_styles") && err.contains("nope"), "{err}");
+}
+
+#[tokio::test]
 async fn unknown_style_is_a_400_listing_the_known_ones() {
     let (app, fake) = make_app(STYLES, Script::Tokens(vec!["好"]));
     let mut body = chat("你好");

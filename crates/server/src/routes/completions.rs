@@ -57,7 +57,9 @@ pub async fn chat(
             let name = h.to_str().map_err(|_| ApiError::invalid("x-luodi-style", "`x-luodi-style` must be text"))?;
             Some(state.guard.style(name.trim(), "x-luodi-style")?)
         }
-        (Some(Value::Null) | None, None) => None,
+        (Some(Value::Null) | None, None) => {
+            state.guard.key_style(headers.get(axum::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()))
+        }
         (Some(_), _) => return Err(ApiError::invalid("style", "`style` must be the name of a configured style")),
     };
     let mut guard = state.guard.request(request_id(&headers));
