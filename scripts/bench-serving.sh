@@ -6,7 +6,7 @@
 #
 # llama-server runs with 8 parallel slots and "cache_prompt": false (no prefix reuse), as in
 # ../shared/anchors.md; luodi with --max-num-seqs 16 (no prefix reuse either). Results are
-# written as JSON to target/bench-serving/.
+# written as JSON to target/bench-serving/. The response cache is off: every answer is generated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
@@ -21,7 +21,7 @@ common=(-c "$LEVELS" -n "$REQUESTS" --max-tokens 64 --warmup 2 --system "You are
 wait_up() { for _ in $(seq 1 120); do curl -sf "$1" >/dev/null && return 0; sleep 0.5; done; echo "server at $1 did not start" >&2; return 1; }
 
 echo "== luodi ($THREADS threads)"
-$LUODI serve --threads "$THREADS" --port 8181 --max-num-seqs 16 --embedding-model "" >"$OUT/luodi-serve.log" 2>&1 &
+$LUODI serve --threads "$THREADS" --port 8181 --max-num-seqs 16 --embedding-model "" --cache-mode off >"$OUT/luodi-serve.log" 2>&1 &
 LPID=$!
 trap 'kill $LPID 2>/dev/null || true; kill ${SPID:-} 2>/dev/null || true' EXIT
 wait_up http://127.0.0.1:8181/ready

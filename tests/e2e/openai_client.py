@@ -89,9 +89,13 @@ def chat_streaming_with_usage():
 
 
 def same_answer_streamed_or_not():
+    # no-store: both answers come from the engine, not one from the response cache.
     msgs = [{"role": "user", "content": "Name three colors."}]
-    whole = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=20, temperature=0).choices[0].message.content
-    parts = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=20, temperature=0, stream=True)
+    fresh = {"Cache-Control": "no-store"}
+    whole = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=20, temperature=0,
+                                           extra_headers=fresh).choices[0].message.content
+    parts = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=20, temperature=0, stream=True,
+                                           extra_headers=fresh)
     assert whole == "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
 
 
@@ -245,6 +249,58 @@ def guard_on_the_real_model():
         guarded.wait()
 
 
+def response_cache():
+    msgs = [{"role": "user", "content": "What are your opening hours?"}]
+    first = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=24, temperature=0)
+    assert first.headers.get("x-cache") == "miss", first.headers
+    time.sleep(0.3)  # the answer is stored off the request path
+    second = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=24, temperature=0)
+    assert second.headers.get("x-cache") == "hit", second.headers
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+    streamed = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=24,
+                                                                temperature=0, stream=True)
+    assert streamed.headers.get("x-cache") == "hit", streamed.headers
+    text = "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
+    assert text == first.parse().choices[0].message.content
+    sampled = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=4, temperature=0.9)
+    assert sampled.headers.get("x-cache") == "bypass", sampled.headers
+    # The CLI reads and clears the running server's cache.
+    cli = [BIN, "cache", "stats", "--url", f"http://127.0.0.1:{port}", "--api-key", "test-key", "--json"]
+    stats = json.loads(subprocess.run(cli, capture_output=True, text=True, check=True).stdout)
+    assert stats["store"] == "memory" and stats["entries"] >= 1, stats
+    cleared = subprocess.run([BIN, "cache", "clear", "--url", f"http://127.0.0.1:{port}", "--api-key", "test-key"],
+                             capture_output=True, text=True, check=True).stdout
+    assert cleared.startswith("removed "), cleared
+    again = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=24, temperature=0)
+    assert again.headers.get("x-cache") == "miss", again.headers
+
+
+def two_replicas_share_redis():
+    prefix = f"luodi-e2e:{os.getpid()}:{time.time_ns()}"
+    home = tempfile.mkdtemp()
+    with open(os.path.join(home, "luodi.toml"), "w") as f:
+        f.write(f'[cache]\nredis_url = "redis://127.0.0.1:6379"\nredis_prefix = "{prefix}"\n')
+    ports = [free_port(), free_port()]
+    servers = [start(p, "--config", os.path.join(home, "luodi.toml"), "--embedding-model", "") for p in ports]
+    try:
+        clients = [openai.OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key="none", max_retries=0, timeout=60)
+                   for p in ports]
+        msgs = [{"role": "user", "content": "如何修改我的收货地址？"}]
+        a = clients[0].chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=16, temperature=0)
+        assert a.headers.get("x-cache") == "miss", a.headers
+        time.sleep(0.3)
+        b = clients[1].chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=16, temperature=0)
+        assert b.headers.get("x-cache") == "hit", b.headers
+        assert b.parse().choices[0].message.content == a.parse().choices[0].message.content
+        out = subprocess.run([BIN, "cache", "clear", "--url", f"http://127.0.0.1:{ports[1]}"],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "removed 1 entries", out
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait()
+
+
 def graceful_shutdown():
     got = {}
 
@@ -271,6 +327,8 @@ for name, fn in [("chat, non-streaming", chat_non_streaming), ("chat, streaming 
                  ("client disconnect stops generation", disconnect_stops_generation),
                  ("request deadline ends a runaway generation", deadline_ends_runaway_generation),
                  ("guard: PII block, output lexicon on a stream, styles (real model)", guard_on_the_real_model),
+                 ("response cache: hit, streamed replay, bypass, luodi cache stats|clear", response_cache),
+                 ("two replicas share the cache through the real Redis", two_replicas_share_redis),
                  ("SIGTERM finishes in-flight requests, exit 0", graceful_shutdown)]:
     check(name, fn)
 

@@ -31,6 +31,9 @@ enum Command {
     /// Scan files for PII and sensitive terms, or write redacted copies.
     #[command(subcommand)]
     Guard(commands::guard::GuardCommand),
+    /// The running server's response cache: stats, clear.
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(args) => commands::chat::run(args),
         Command::Models(cmd) => commands::models::run(cmd),
         Command::Guard(cmd) => commands::guard::run(cmd),
+        Command::Cache(cmd) => commands::cache::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     match result {

@@ -45,6 +45,8 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route("/v1/models", get(routes::system::models))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/generate", post(routes::generate::generate))
+        .route("/admin/cache/stats", get(routes::admin::cache_stats))
+        .route("/admin/cache/purge", post(routes::admin::cache_purge))
         .route_layer(middleware::from_fn_with_state(keys, require_key));
     Router::new()
         .route("/health", get(routes::system::health))

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub styles: BTreeMap<String, StyleProfile>,
     /// API key -> style name, for requests that choose none (`key_styles = { "KEY" = "professional" }`).
     pub key_styles: BTreeMap<String, String>,
+    /// The response cache (`[cache]`): mode, TTL, bounds, Redis, semantic lookup.
+    pub cache: luodi_cache::CacheConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +71,7 @@ impl Default for ServerConfig {
             guard: luodi_guard::GuardConfig::default(),
             styles: BTreeMap::new(),
             key_styles: BTreeMap::new(),
+            cache: luodi_cache::CacheConfig::default(),
         }
     }
 }

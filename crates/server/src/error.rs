@@ -117,6 +117,17 @@ impl ApiError {
         e
     }
 
+    /// 503 for an admin operation on a store that is down (requests never see this: they are
+    /// served without the cache).
+    pub fn store_unavailable(what: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(store = what, error = %detail, "store unavailable");
+        let mut e =
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", format!("the {what} is unavailable: {detail}"));
+        e.code = Some("store_unavailable");
+        e.retry_after = Some(2);
+        e
+    }
+
     pub fn not_found(path: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("no route for {path}"))
     }

@@ -162,6 +162,7 @@ impl Guarding {
             guard: self.guard.clone(),
             request_id: request_id.to_string(),
             pseudonyms: self.guard.pseudonym_map(),
+            touched: false,
         }
     }
 }
@@ -201,6 +202,8 @@ pub struct RequestGuard {
     guard: Guard,
     request_id: String,
     pseudonyms: Option<PseudonymMap>,
+    /// Whether any input check found PII or a lexicon term (whatever the action).
+    touched: bool,
 }
 
 impl RequestGuard {
@@ -209,6 +212,7 @@ impl RequestGuard {
     pub fn check_input(&mut self, param: &str, text: &str) -> Result<String, ApiError> {
         let checked = self.guard.check_input(text, self.pseudonyms.as_mut());
         record(&self.request_id, "input", &checked.audit);
+        self.touched |= !checked.audit.is_empty();
         match checked.outcome {
             Outcome::Pass(text) => Ok(text.into_owned()),
             Outcome::Blocked(blocked) => Err(ApiError::blocked(param, &blocked)),
@@ -221,6 +225,11 @@ impl RequestGuard {
             m.content = self.check_input(&format!("messages[{i}].content"), &m.content)?;
         }
         Ok(())
+    }
+
+    /// Whether the guard found PII or a lexicon term in any input so far.
+    pub fn touched(&self) -> bool {
+        self.touched
     }
 
     /// The moderator for this request's answer.
@@ -272,6 +281,11 @@ impl OutputFilter {
     pub fn finish(&mut self) -> Result<Released, Blocked> {
         let out = self.moderator.finish().inspect_err(|_| self.infos.clear())?;
         Ok(self.release(out, true))
+    }
+
+    /// Whether moderation acted on the answer so far (blocked, masked or flagged a term).
+    pub fn acted(&self) -> bool {
+        !self.moderator.audit().is_empty()
     }
 
     fn release(&mut self, moderated: String, last: bool) -> Released {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod caching;
 pub mod config;
 pub mod error;
 pub mod guarding;

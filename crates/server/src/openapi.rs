@@ -31,6 +31,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         crate::routes::embeddings::embeddings,
         crate::routes::system::models,
         crate::routes::generate::generate,
+        crate::routes::admin::cache_stats,
+        crate::routes::admin::cache_purge,
         crate::routes::system::health,
         crate::routes::system::ready,
         crate::routes::system::metrics,

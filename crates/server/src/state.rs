@@ -17,4 +17,9 @@ pub struct AppState {
     pub chat_template: bool,
     /// The guard and answer styles, built from the config at startup.
     pub guard: Guarding,
+    /// The response cache; `None` when `cache.mode = "off"`.
+    pub cache: Option<Arc<luodi_cache::ResponseCache>>,
+    /// `model@sha256` of the served file (plus adapters, later): part of every cache key, so a
+    /// new model version never sees the old one's answers.
+    pub model_version: String,
 }

@@ -57,6 +57,8 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
         guard: Default::default(),
+        cache: None,
+        model_version: "test@0".into(),
     };
     let app = router(state, ApiKeys::new(vec![]));
 

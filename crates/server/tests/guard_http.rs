@@ -86,6 +86,8 @@ fn make_app(toml: &str, script: Script) -> (axum::Router, Arc<Fake>) {
         backend: fake.clone(),
         embedder: None,
         guard: Guarding::from_config(&config).unwrap(),
+        cache: None,
+        model_version: "test@0".into(),
         config: Arc::new(config),
         metrics: luodi_server::metrics_handle(),
         chat_template: true,

@@ -70,6 +70,8 @@ fn app_with(fake: Fake, keys: Vec<&str>, config: ServerConfig) -> (axum::Router,
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
         guard: Default::default(),
+        cache: None,
+        model_version: "test@0".into(),
     };
     (router(state, ApiKeys::new(keys.into_iter().map(String::from).collect())), fake)
 }
@@ -309,6 +311,8 @@ fn app_with_embedder() -> axum::Router {
         metrics: luodi_server::metrics_handle(),
         chat_template: true,
         guard: Default::default(),
+        cache: None,
+        model_version: "test@0".into(),
     };
     router(state, ApiKeys::default())
 }

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod bench_guard;
 pub mod bench_http;
+pub mod cache;
 pub mod chat;
 pub mod generate;
 pub mod guard;

@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "LUODI_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Response cache: off, deterministic (temperature 0 or a seed) or always [default: deterministic].
+    #[arg(long, env = "LUODI_CACHE_MODE")]
+    pub cache_mode: Option<String>,
+    /// Share the response cache through Redis (redis://host:port) instead of in-process.
+    #[arg(long, env = "LUODI_CACHE_REDIS_URL", hide_env_values = true)]
+    pub cache_redis_url: Option<String>,
+    /// Answer paraphrases of cached single-turn questions (semantic cache) [default: off].
+    #[arg(long, env = "LUODI_CACHE_SEMANTIC")]
+    pub cache_semantic: Option<bool>,
     /// CPU threads for the matrix kernels (default: all cores).
     #[arg(long, short = 't', env = "LUODI_THREADS")]
     pub threads: Option<usize>,
@@ -113,6 +122,21 @@ impl ServeArgs {
         if let Some(v) = &self.log_format {
             c.log_format = v.clone();
         }
+        if let Some(v) = &self.cache_mode {
+            c.cache.mode = match v.as_str() {
+                "off" => luodi_cache::CacheMode::Off,
+                "deterministic" => luodi_cache::CacheMode::Deterministic,
+                "always" => luodi_cache::CacheMode::Always,
+                other => anyhow::bail!("--cache-mode must be off, deterministic or always, got `{other}`"),
+            };
+        }
+        if let Some(v) = &self.cache_redis_url {
+            c.cache.redis_url = Some(v.clone()).filter(|u| !u.is_empty());
+        }
+        if let Some(v) = self.cache_semantic {
+            c.cache.semantic.enabled = v;
+        }
+        c.cache.validate().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             matches!(c.log_format.as_str(), "text" | "json"),
             "log format must be `text` or `json`, got `{}`",
@@ -120,6 +144,16 @@ impl ServeArgs {
         );
         Ok(c)
     }
+}
+
+/// The sha256 of a model file that no catalog entry pins (local paths, `hf:` specs), so the
+/// cache key changes when the file does.
+fn file_sha256(path: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).with_context(|| format!("hashing {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("hashing {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -148,6 +182,29 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(Arc::new((config.embedding_model.clone(), model)))
     };
     let batch = config.batch().map_err(anyhow::Error::msg)?;
+    let cache = match config.cache.mode {
+        luodi_cache::CacheMode::Off => None,
+        _ => Some(Arc::new(luodi_cache::ResponseCache::new(config.cache.clone()).map_err(anyhow::Error::msg)?)),
+    };
+    if config.cache.semantic.enabled && embedder.is_none() {
+        anyhow::bail!("cache.semantic.enabled needs the embedding model; --embedding-model is \"\"");
+    }
+    let model_version = format!(
+        "{}@{}",
+        resolved.name,
+        match (&resolved.sha256, &cache) {
+            (Some(sha), _) => sha.clone(),
+            (None, Some(_)) => file_sha256(&resolved.path)?,
+            (None, None) => "unhashed".into(),
+        }
+    );
+    if let Some(cache) = &cache {
+        let store = match &config.cache.redis_url {
+            Some(url) => format!("redis {}", luodi_cache::redact_url(url)),
+            None => "in-process".into(),
+        };
+        tracing::info!(store, mode = ?config.cache.mode, semantic = config.cache.semantic.enabled, model_version, "response cache on ({})", cache.store_name());
+    }
     let backend = EngineBackend::start(engine, config.model.clone(), config.max_waiting, batch);
     let state = AppState {
         backend: Arc::new(backend),
@@ -156,6 +213,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         metrics: luodi_server::metrics_handle(),
         chat_template,
         guard,
+        cache,
+        model_version,
     };
     let app = router(state, ApiKeys::new(keys));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

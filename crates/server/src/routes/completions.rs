@@ -2,6 +2,7 @@
 
 use super::{collect_answer, request_id, unix_time, Answer, JsonObject, CONTENT_FILTER};
 use crate::backend::{Finished, GenEvent, TokenInfo};
+use crate::caching::{self, CachePlan, CacheRequest, CacheStatus};
 use crate::error::ApiError;
 use crate::guarding::{apply_style, OutputFilter, RequestGuard};
 use crate::state::AppState;
@@ -12,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
+use luodi_engine::ChatMessage;
 use luodi_engine::Prompt;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -69,7 +71,22 @@ pub async fn chat(
             apply_style(messages, style);
         }
     }
-    respond(state, Kind::Chat, req, guard).await
+    let mut plan = None;
+    if let Prompt::Chat(messages) = &req.gen.prompt {
+        plan = caching::plan(
+            &state,
+            CacheRequest {
+                headers: &headers,
+                body: &body,
+                route: "chat",
+                messages,
+                style,
+                gen: &req.gen,
+                input_touched: guard.touched(),
+            },
+        )?;
+    }
+    respond(state, Kind::Chat, req, guard, plan).await
 }
 
 #[utoipa::path(
@@ -133,7 +150,23 @@ pub async fn completions(
         include_usage,
         top_logprobs: top.unwrap_or(0),
     };
-    respond(state, Kind::Text, req, guard).await
+    let as_message = match &req.gen.prompt {
+        Prompt::Raw(p) => vec![ChatMessage::new("user", p.as_str())],
+        _ => vec![],
+    };
+    let plan = caching::plan(
+        &state,
+        CacheRequest {
+            headers: &headers,
+            body: &body,
+            route: "text",
+            messages: &as_message,
+            style: None,
+            gen: &req.gen,
+            input_touched: guard.touched(),
+        },
+    )?;
+    respond(state, Kind::Text, req, guard, plan).await
 }
 
 async fn respond(
@@ -141,10 +174,82 @@ async fn respond(
     kind: Kind,
     mut req: validate::ChatRequest,
     guard: RequestGuard,
+    mut plan: Option<CachePlan>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     req.gen.deadline = state.config.request_timeout.map(|t| started + t);
-    let events = state.backend.submit(req.gen)?;
+    // A cached answer is replayed through the same path as a generated one (events, output
+    // filter, stream or JSON), so both look alike to the client, and a guard rule added since
+    // the answer was stored still applies.
+    let (events, cache_status, source) = match &mut plan {
+        None => {
+            caching::count_bypass();
+            (state.backend.submit(req.gen)?, CacheStatus::Bypass, None)
+        }
+        Some(p) => match p.lookup().await {
+            Some(hit) => {
+                plan = None;
+                (replay(&hit.answer), hit.status, hit.source)
+            }
+            None => (state.backend.submit(req.gen)?, CacheStatus::Miss, None),
+        },
+    };
+    let generated = matches!(cache_status, CacheStatus::Miss | CacheStatus::Bypass);
+    let mut response =
+        answer(state, kind, req.stream, req.include_usage, events, guard, plan, generated.then_some(started)).await?;
+    let headers = response.headers_mut();
+    headers.insert("x-cache", axum::http::HeaderValue::from_static(cache_status.as_str()));
+    if let Some((question, similarity)) = &source {
+        // Which cached question answered this one (percent-encoded UTF-8: headers are ASCII).
+        for (name, value) in
+            [("x-cache-similarity", format!("{similarity:.4}")), ("x-cache-question", percent_encode(question))]
+        {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    Ok(response)
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A cached answer as the engine's events: the text in small pieces, then the end.
+fn replay(answer: &luodi_cache::CachedAnswer) -> crate::backend::EventStream {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let chars: Vec<char> = answer.text.chars().collect();
+    for piece in chars.chunks(8) {
+        let _ = tx.send(Ok(GenEvent::Token { text: piece.iter().collect(), info: None }));
+    }
+    let finish_reason = if answer.finish_reason == "length" { "length" } else { "stop" };
+    let done =
+        Finished { finish_reason, prompt_tokens: answer.prompt_tokens, completion_tokens: answer.completion_tokens };
+    let _ = tx.send(Ok(GenEvent::Done(done)));
+    rx
+}
+
+/// Turns events into the response, storing the answer in the cache when `plan` allows.
+/// `started` is None for a replayed answer (no time-to-first-token metric).
+async fn answer(
+    state: AppState,
+    kind: Kind,
+    stream: bool,
+    include_usage: bool,
+    events: crate::backend::EventStream,
+    guard: RequestGuard,
+    plan: Option<CachePlan>,
+    started: Option<Instant>,
+) -> Result<Response, ApiError> {
     let id = match kind {
         Kind::Chat => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         Kind::Text => format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -152,17 +257,22 @@ async fn respond(
     let model = state.backend.model_id().to_string();
     let created = unix_time();
     let mut events = events;
-    if req.stream {
+    if stream {
         // An error before the first token (a bad parameter the engine found, a context
         // overflow) is still an HTTP error: the headers wait for the first event.
         let first = match events.recv().await {
             Some(Err(e)) => return Err(e),
             other => other,
         };
-        let stream = Stream { kind, first, events: Some(events), filter: guard.output(), started, tokens: 0 };
-        return Ok(stream_response(id, model, created, req.include_usage, stream));
+        let filter = guard.output();
+        let stream =
+            Stream { kind, first, events: Some(events), filter, started, tokens: 0, plan, text: String::new() };
+        return Ok(stream_response(id, model, created, include_usage, stream));
     }
-    let Answer { text, logprobs, done } = collect_answer(events, started, guard.output()).await?;
+    let Answer { text, logprobs, done, moderated } = collect_answer(events, started, guard.output()).await?;
+    if let Some(plan) = plan {
+        plan.store(text.clone(), done.finish_reason, done.prompt_tokens, done.completion_tokens, moderated);
+    }
     let lp = logprobs_json(kind, &logprobs);
     let choice = match kind {
         Kind::Chat => json!({
@@ -221,8 +331,12 @@ struct Stream {
     /// `None` once the answer is over; dropping it cancels the generation.
     events: Option<crate::backend::EventStream>,
     filter: OutputFilter,
-    started: Instant,
+    /// None for a replayed answer.
+    started: Option<Instant>,
     tokens: usize,
+    /// Where the answer goes once it is complete, and the text sent so far.
+    plan: Option<CachePlan>,
+    text: String,
 }
 
 impl Stream {
@@ -270,8 +384,10 @@ fn stream_response(id: String, model: String, created: u64, include_usage: bool,
             match event {
                 Ok(GenEvent::Token { text, info }) => {
                     if s.tokens == 0 {
-                        metrics::histogram!("luodi_time_to_first_token_seconds")
-                            .record(s.started.elapsed().as_secs_f64());
+                        if let Some(started) = s.started {
+                            metrics::histogram!("luodi_time_to_first_token_seconds")
+                                .record(started.elapsed().as_secs_f64());
+                        }
                         if kind == Kind::Chat {
                             out.push(chunk(
                                 json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
@@ -282,10 +398,16 @@ fn stream_response(id: String, model: String, created: u64, include_usage: bool,
                     s.tokens += 1;
                     match s.filter.push(&text, info) {
                         Ok(r) if r.text.is_empty() && r.infos.is_empty() => {}
-                        Ok(r) => out.push(chunk(text_choice(&r.text, &r.infos), None)),
+                        Ok(r) => {
+                            if s.plan.is_some() {
+                                s.text.push_str(&r.text);
+                            }
+                            out.push(chunk(text_choice(&r.text, &r.infos), None))
+                        }
                         Err(_) => {
                             // Stop: cancel the generation, tell the client why, end the stream.
                             s.events = None;
+                            s.plan = None;
                             out.push(chunk(final_choice(CONTENT_FILTER), None));
                             if include_usage {
                                 let usage = Finished {
@@ -305,6 +427,18 @@ fn stream_response(id: String, model: String, created: u64, include_usage: bool,
                         Ok(r) => {
                             if !r.text.is_empty() || !r.infos.is_empty() {
                                 out.push(chunk(text_choice(&r.text, &r.infos), None));
+                            }
+                            if let Some(plan) = s.plan.take() {
+                                s.text.push_str(&r.text);
+                                let text = std::mem::take(&mut s.text);
+                                let moderated = s.filter.acted();
+                                plan.store(
+                                    text,
+                                    done.finish_reason,
+                                    done.prompt_tokens,
+                                    done.completion_tokens,
+                                    moderated,
+                                );
                             }
                             done.finish_reason
                         }

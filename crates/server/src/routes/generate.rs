@@ -56,7 +56,7 @@ pub async fn generate(
         logprobs: false,
     };
     let events = state.backend.submit(request)?;
-    let Answer { text, done, .. } = collect_answer(events, started, guard.output()).await?;
+    let Answer { text, done, .. } = collect_answer(events, Some(started), guard.output()).await?;
     Ok(Json(json!({
         "response": text,
         "finish_reason": done.finish_reason,

@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per family of endpoints.
 
+pub mod admin;
 pub mod completions;
 pub mod embeddings;
 pub mod generate;
@@ -39,6 +40,8 @@ pub struct Answer {
     pub text: String,
     pub logprobs: Vec<crate::backend::TokenInfo>,
     pub done: crate::backend::Finished,
+    /// Whether the output filter acted on it (such answers are never cached).
+    pub moderated: bool,
 }
 
 /// Drains a request's events into one answer through the guard's output filter, recording
@@ -47,15 +50,16 @@ pub struct Answer {
 /// `content_filter` (usage then counts the tokens generated so far, and no prompt tokens).
 pub async fn collect_answer(
     mut events: crate::backend::EventStream,
-    started: std::time::Instant,
+    started: Option<std::time::Instant>,
     mut filter: crate::guarding::OutputFilter,
 ) -> Result<Answer, ApiError> {
     use crate::backend::{Finished, GenEvent};
-    let (mut text, mut logprobs, mut first, mut tokens) = (String::new(), Vec::new(), true, 0);
+    // `started` is None for answers replayed from the cache: they have no time to first token.
+    let (mut text, mut logprobs, mut first, mut tokens) = (String::new(), Vec::new(), started.is_some(), 0);
     while let Some(event) = events.recv().await {
         let released = match event? {
             GenEvent::Token { text: piece, info } => {
-                if first {
+                if let (true, Some(started)) = (first, started) {
                     metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
                     first = false;
                 }
@@ -67,9 +71,14 @@ pub async fn collect_answer(
                     Ok(rest) => {
                         text.push_str(&rest.text);
                         logprobs.extend(rest.infos);
-                        Answer { text, logprobs, done }
+                        Answer { text, logprobs, done, moderated: filter.acted() }
                     }
-                    Err(_) => Answer { text, logprobs, done: Finished { finish_reason: CONTENT_FILTER, ..done } },
+                    Err(_) => Answer {
+                        text,
+                        logprobs,
+                        done: Finished { finish_reason: CONTENT_FILTER, ..done },
+                        moderated: true,
+                    },
                 });
             }
         };
@@ -81,7 +90,7 @@ pub async fn collect_answer(
             Err(_) => {
                 drop(events);
                 let done = Finished { finish_reason: CONTENT_FILTER, prompt_tokens: 0, completion_tokens: tokens };
-                return Ok(Answer { text, logprobs, done });
+                return Ok(Answer { text, logprobs, done, moderated: true });
             }
         }
     }
