@@ -45,6 +45,9 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route("/v1/models", get(routes::system::models))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/generate", post(routes::generate::generate))
+        .route("/v1/feedback", post(routes::feedback::feedback))
+        .route("/v1/interactions", get(routes::feedback::interactions))
+        .route("/v1/interactions/{id}", get(routes::feedback::interaction))
         .route("/admin/cache/stats", get(routes::admin::cache_stats))
         .route("/admin/cache/purge", post(routes::admin::cache_purge))
         .route_layer(middleware::from_fn_with_state(keys, require_key));

@@ -49,6 +49,39 @@ pub struct ServerConfig {
     pub key_styles: BTreeMap<String, String>,
     /// The response cache (`[cache]`): mode, TTL, bounds, Redis, semantic lookup.
     pub cache: luodi_cache::CacheConfig,
+    /// The interaction store (`[store]`).
+    pub store: StoreSettings,
+}
+
+/// `[store]`: where interactions and feedback go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub enabled: bool,
+    /// `sqlite://PATH` or `postgres://...`; default `sqlite://$LUODI_HOME/luodi.db`.
+    pub url: Option<String>,
+    pub table_prefix: String,
+    /// Interactions older than this many days are deleted (hourly); 0 keeps everything.
+    pub retention_days: u32,
+    /// Records that may wait for the writer before new ones are dropped (and counted).
+    pub buffer: usize,
+    /// Most records per write transaction, and the longest a record waits (ms).
+    pub batch: usize,
+    pub flush_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            enabled: true,
+            url: None,
+            table_prefix: "luodi_".into(),
+            retention_days: 0,
+            buffer: 10_000,
+            batch: 256,
+            flush_ms: 200,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -72,6 +105,7 @@ impl Default for ServerConfig {
             styles: BTreeMap::new(),
             key_styles: BTreeMap::new(),
             cache: luodi_cache::CacheConfig::default(),
+            store: StoreSettings::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use luodi_engine::ChatMessage;
 use luodi_guard::{AuditEvent, Blocked, Guard, GuardConfig, Outcome, PseudonymMap, StreamModerator};
+use luodi_store::GuardAction;
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -137,11 +138,10 @@ impl Guarding {
         self.guard.policy().has_ephemeral_key()
     }
 
-    /// The style configured for the API key in an `Authorization: Bearer` header, if any.
+    /// The style name configured for the API key in an `Authorization: Bearer` header, if any.
     pub fn key_style(&self, authorization: Option<&str>) -> Option<&str> {
         let key = authorization?.strip_prefix("Bearer ")?.trim();
-        let name = self.key_styles.get(key)?;
-        self.styles.get(name).map(String::as_str)
+        self.key_styles.get(key).map(String::as_str)
     }
 
     /// The system-message text of a style; unknown names are a 400 listing the known ones.
@@ -163,6 +163,7 @@ impl Guarding {
             request_id: request_id.to_string(),
             pseudonyms: self.guard.pseudonym_map(),
             touched: false,
+            actions: Vec::new(),
         }
     }
 }
@@ -204,6 +205,8 @@ pub struct RequestGuard {
     pseudonyms: Option<PseudonymMap>,
     /// Whether any input check found PII or a lexicon term (whatever the action).
     touched: bool,
+    /// The input decisions, for the stored interaction.
+    actions: Vec<GuardAction>,
 }
 
 impl RequestGuard {
@@ -213,6 +216,7 @@ impl RequestGuard {
         let checked = self.guard.check_input(text, self.pseudonyms.as_mut());
         record(&self.request_id, "input", &checked.audit);
         self.touched |= !checked.audit.is_empty();
+        self.actions.extend(checked.audit.iter().map(|e| stored_action("input", e)));
         match checked.outcome {
             Outcome::Pass(text) => Ok(text.into_owned()),
             Outcome::Blocked(blocked) => Err(ApiError::blocked(param, &blocked)),
@@ -241,7 +245,19 @@ impl RequestGuard {
             raw_chars: 0,
             emitted_chars: 0,
             infos: VecDeque::new(),
+            input_actions: self.actions,
+            stored_text: String::new(),
         }
+    }
+}
+
+fn stored_action(direction: &str, e: &AuditEvent) -> GuardAction {
+    GuardAction {
+        direction: direction.into(),
+        subject: e.subject.clone(),
+        action: e.action.as_str().into(),
+        rule: e.rule.to_string(),
+        count: e.count,
     }
 }
 
@@ -257,6 +273,9 @@ pub struct OutputFilter {
     emitted_chars: usize,
     /// Token infos with the raw character offset where their text ends.
     infos: VecDeque<(usize, TokenInfo)>,
+    input_actions: Vec<GuardAction>,
+    /// The moderated answer before pseudonyms are restored: what storage may keep.
+    stored_text: String,
 }
 
 /// What may be sent now: text and the token infos it covers.
@@ -288,8 +307,21 @@ impl OutputFilter {
         !self.moderator.audit().is_empty()
     }
 
+    /// The answer as storage may keep it (moderated, pseudonyms not restored).
+    pub fn stored_text(&self) -> &str {
+        &self.stored_text
+    }
+
+    /// Every guard decision on this request: the prompt's, then the answer's.
+    pub fn actions(&self) -> Vec<GuardAction> {
+        let mut all = self.input_actions.clone();
+        all.extend(self.moderator.audit().iter().map(|e| stored_action("output", e)));
+        all
+    }
+
     fn release(&mut self, moderated: String, last: bool) -> Released {
         self.emitted_chars += moderated.chars().count();
+        self.stored_text.push_str(&moderated);
         let mut infos = Vec::new();
         while let Some((end, _)) = self.infos.front() {
             if !last && *end > self.emitted_chars {

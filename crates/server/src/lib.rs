@@ -10,6 +10,8 @@ pub mod config;
 pub mod error;
 pub mod guarding;
 pub mod openapi;
+pub mod recorder;
+pub mod recording;
 pub mod routes;
 pub mod state;
 pub mod validate;

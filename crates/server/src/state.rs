@@ -22,4 +22,6 @@ pub struct AppState {
     /// `model@sha256` of the served file (plus adapters, later): part of every cache key, so a
     /// new model version never sees the old one's answers.
     pub model_version: String,
+    /// Writes answered requests to the interaction store; `None` without a store.
+    pub recorder: Option<crate::recorder::Recorder>,
 }

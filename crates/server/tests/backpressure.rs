@@ -59,6 +59,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
         guard: Default::default(),
         cache: None,
         model_version: "test@0".into(),
+        recorder: None,
     };
     let app = router(state, ApiKeys::new(vec![]));
 

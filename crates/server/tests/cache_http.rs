@@ -97,6 +97,7 @@ fn app_with(
         chat_template: true,
         cache,
         model_version: model_version.into(),
+        recorder: None,
     };
     (router(state, ApiKeys::default()), fake)
 }

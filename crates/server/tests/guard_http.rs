@@ -88,6 +88,7 @@ fn make_app(toml: &str, script: Script) -> (axum::Router, Arc<Fake>) {
         guard: Guarding::from_config(&config).unwrap(),
         cache: None,
         model_version: "test@0".into(),
+        recorder: None,
         config: Arc::new(config),
         metrics: luodi_server::metrics_handle(),
         chat_template: true,

@@ -72,6 +72,7 @@ fn app_with(fake: Fake, keys: Vec<&str>, config: ServerConfig) -> (axum::Router,
         guard: Default::default(),
         cache: None,
         model_version: "test@0".into(),
+        recorder: None,
     };
     (router(state, ApiKeys::new(keys.into_iter().map(String::from).collect())), fake)
 }
@@ -313,6 +314,7 @@ fn app_with_embedder() -> axum::Router {
         guard: Default::default(),
         cache: None,
         model_version: "test@0".into(),
+        recorder: None,
     };
     router(state, ApiKeys::default())
 }

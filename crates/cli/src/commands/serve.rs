@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Share the response cache through Redis (redis://host:port) instead of in-process.
     #[arg(long, env = "LUODI_CACHE_REDIS_URL", hide_env_values = true)]
     pub cache_redis_url: Option<String>,
+    /// Interaction store: sqlite://PATH or postgres://...; "none" records nothing
+    /// [default: sqlite://$LUODI_HOME/luodi.db].
+    #[arg(long, env = "LUODI_STORE_URL", hide_env_values = true)]
+    pub store_url: Option<String>,
     /// Answer paraphrases of cached single-turn questions (semantic cache) [default: off].
     #[arg(long, env = "LUODI_CACHE_SEMANTIC")]
     pub cache_semantic: Option<bool>,
@@ -133,6 +137,13 @@ impl ServeArgs {
         if let Some(v) = &self.cache_redis_url {
             c.cache.redis_url = Some(v.clone()).filter(|u| !u.is_empty());
         }
+        if let Some(v) = &self.store_url {
+            if v == "none" {
+                c.store.enabled = false;
+            } else {
+                c.store.url = Some(v.clone());
+            }
+        }
         if let Some(v) = self.cache_semantic {
             c.cache.semantic.enabled = v;
         }
@@ -154,6 +165,25 @@ fn file_sha256(path: &std::path::Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).with_context(|| format!("hashing {}", path.display()))?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Deletes interactions past the retention period, hourly.
+fn spawn_retention(db: luodi_store::Store, days: u32) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            match db.purge_before(now - i64::from(days) * 86_400_000).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, days, "retention: old interactions deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -215,10 +245,39 @@ pub fn run(args: ServeArgs) -> Result<()> {
         guard,
         cache,
         model_version,
+        recorder: None,
     };
-    let app = router(state, ApiKeys::new(keys));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(luodi_server::serve(app, &config))?;
+    runtime.block_on(async {
+        let recorder = if config.store.enabled {
+            let url = config
+                .store
+                .url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", store.home().join("luodi.db").display()));
+            let db = luodi_store::Store::open(&url, &config.store.table_prefix).await.with_context(|| {
+                format!("opening the interaction store {}", url.split('@').next_back().unwrap_or(&url))
+            })?;
+            tracing::info!(backend = db.backend(), "recording interactions");
+            spawn_retention(db.clone(), config.store.retention_days);
+            let settings = luodi_server::recorder::RecorderConfig {
+                buffer: config.store.buffer,
+                batch: config.store.batch,
+                flush_interval: Duration::from_millis(config.store.flush_ms),
+            };
+            Some(luodi_server::recorder::Recorder::start(db, settings))
+        } else {
+            None
+        };
+        let state = AppState { recorder: recorder.clone(), ..state };
+        let app = router(state, ApiKeys::new(keys));
+        let served = luodi_server::serve(app, &config).await;
+        if let Some(r) = &recorder {
+            // Graceful shutdown: nothing buffered is lost.
+            r.shutdown().await;
+        }
+        served.map_err(anyhow::Error::from)
+    })?;
     tracing::info!("stopped");
     Ok(())
 }

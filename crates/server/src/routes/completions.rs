@@ -5,6 +5,7 @@ use crate::backend::{Finished, GenEvent, TokenInfo};
 use crate::caching::{self, CachePlan, CacheRequest, CacheStatus};
 use crate::error::ApiError;
 use crate::guarding::{apply_style, OutputFilter, RequestGuard};
+use crate::recording::{Capture, Meta, Outcome};
 use crate::state::AppState;
 use crate::validate::{self, Fields};
 use axum::extract::State;
@@ -52,17 +53,26 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let backend = &state.backend;
     let mut req = validate::chat_request(&body, backend.model_id(), backend.context_length())?;
-    // A style from the body, else from the header; checked before anything is generated.
-    let style = match (body.get("style"), headers.get("x-luodi-style")) {
-        (Some(Value::String(name)), _) => Some(state.guard.style(name, "style")?),
+    // A style from the body, else from the header, else the API key's; checked before anything
+    // is generated.
+    let (style_name, param) = match (body.get("style"), headers.get("x-luodi-style")) {
+        (Some(Value::String(name)), _) => (Some(name.clone()), "style"),
         (Some(Value::Null) | None, Some(h)) => {
             let name = h.to_str().map_err(|_| ApiError::invalid("x-luodi-style", "`x-luodi-style` must be text"))?;
-            Some(state.guard.style(name.trim(), "x-luodi-style")?)
+            (Some(name.trim().to_string()), "x-luodi-style")
         }
-        (Some(Value::Null) | None, None) => {
-            state.guard.key_style(headers.get(axum::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()))
-        }
+        (Some(Value::Null) | None, None) => (
+            state
+                .guard
+                .key_style(headers.get(axum::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()))
+                .map(str::to_string),
+            "key_styles",
+        ),
         (Some(_), _) => return Err(ApiError::invalid("style", "`style` must be the name of a configured style")),
+    };
+    let style = match &style_name {
+        Some(name) => Some(state.guard.style(name, param)?),
+        None => None,
     };
     let mut guard = state.guard.request(request_id(&headers));
     if let Prompt::Chat(messages) = &mut req.gen.prompt {
@@ -86,7 +96,8 @@ pub async fn chat(
             },
         )?;
     }
-    respond(state, Kind::Chat, req, guard, plan).await
+    let meta = Meta::new(&headers, style_name);
+    respond(state, Kind::Chat, req, guard, plan, meta).await
 }
 
 #[utoipa::path(
@@ -166,7 +177,8 @@ pub async fn completions(
             input_touched: guard.touched(),
         },
     )?;
-    respond(state, Kind::Text, req, guard, plan).await
+    let meta = Meta::new(&headers, None);
+    respond(state, Kind::Text, req, guard, plan, meta).await
 }
 
 async fn respond(
@@ -175,9 +187,12 @@ async fn respond(
     mut req: validate::ChatRequest,
     guard: RequestGuard,
     mut plan: Option<CachePlan>,
+    meta: Meta,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     req.gen.deadline = state.config.request_timeout.map(|t| started + t);
+    let route = if kind == Kind::Chat { "chat" } else { "text" };
+    let capture = Capture::new(&state, meta, route, &req.gen.prompt);
     // A cached answer is replayed through the same path as a generated one (events, output
     // filter, stream or JSON), so both look alike to the client, and a guard rule added since
     // the answer was stored still applies.
@@ -195,8 +210,18 @@ async fn respond(
         },
     };
     let generated = matches!(cache_status, CacheStatus::Miss | CacheStatus::Bypass);
-    let mut response =
-        answer(state, kind, req.stream, req.include_usage, events, guard, plan, generated.then_some(started)).await?;
+    let mut response = answer(
+        state,
+        kind,
+        req.stream,
+        req.include_usage,
+        events,
+        guard,
+        plan,
+        generated.then_some(started),
+        capture.map(|c| (c, cache_status)),
+    )
+    .await?;
     let headers = response.headers_mut();
     headers.insert("x-cache", axum::http::HeaderValue::from_static(cache_status.as_str()));
     if let Some((question, similarity)) = &source {
@@ -249,6 +274,7 @@ async fn answer(
     guard: RequestGuard,
     plan: Option<CachePlan>,
     started: Option<Instant>,
+    capture: Option<(Capture, CacheStatus)>,
 ) -> Result<Response, ApiError> {
     let id = match kind {
         Kind::Chat => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -265,13 +291,35 @@ async fn answer(
             other => other,
         };
         let filter = guard.output();
-        let stream =
-            Stream { kind, first, events: Some(events), filter, started, tokens: 0, plan, text: String::new() };
+        let stream = Stream {
+            kind,
+            first,
+            events: Some(events),
+            filter,
+            started,
+            tokens: 0,
+            plan,
+            text: String::new(),
+            capture,
+            ttft: None,
+        };
         return Ok(stream_response(id, model, created, include_usage, stream));
     }
-    let Answer { text, logprobs, done, moderated } = collect_answer(events, started, guard.output()).await?;
+    let Answer { text, logprobs, done, moderated, stored_text, guard, ttft } =
+        collect_answer(events, started, guard.output()).await?;
     if let Some(plan) = plan {
-        plan.store(text.clone(), done.finish_reason, done.prompt_tokens, done.completion_tokens, moderated);
+        plan.store(stored_text.clone(), done.finish_reason, done.prompt_tokens, done.completion_tokens, moderated);
+    }
+    if let Some((capture, cache)) = capture {
+        capture.finish(Outcome {
+            text: stored_text,
+            finish_reason: done.finish_reason.to_string(),
+            prompt_tokens: done.prompt_tokens,
+            completion_tokens: done.completion_tokens,
+            ttft,
+            cache,
+            guard,
+        });
     }
     let lp = logprobs_json(kind, &logprobs);
     let choice = match kind {
@@ -337,6 +385,26 @@ struct Stream {
     /// Where the answer goes once it is complete, and the text sent so far.
     plan: Option<CachePlan>,
     text: String,
+    /// The record of this request, written when the answer ends.
+    capture: Option<(Capture, CacheStatus)>,
+    ttft: Option<std::time::Duration>,
+}
+
+impl Stream {
+    /// Records the interaction (once) with the answer so far.
+    fn record(&mut self, finish_reason: &str, prompt_tokens: usize) {
+        if let Some((capture, cache)) = self.capture.take() {
+            capture.finish(Outcome {
+                text: self.filter.stored_text().to_string(),
+                finish_reason: finish_reason.to_string(),
+                prompt_tokens,
+                completion_tokens: self.tokens,
+                ttft: self.ttft,
+                cache,
+                guard: self.filter.actions(),
+            });
+        }
+    }
 }
 
 impl Stream {
@@ -387,6 +455,7 @@ fn stream_response(id: String, model: String, created: u64, include_usage: bool,
                         if let Some(started) = s.started {
                             metrics::histogram!("luodi_time_to_first_token_seconds")
                                 .record(started.elapsed().as_secs_f64());
+                            s.ttft = Some(started.elapsed());
                         }
                         if kind == Kind::Chat {
                             out.push(chunk(
@@ -408,6 +477,7 @@ fn stream_response(id: String, model: String, created: u64, include_usage: bool,
                             // Stop: cancel the generation, tell the client why, end the stream.
                             s.events = None;
                             s.plan = None;
+                            s.record(CONTENT_FILTER, 0);
                             out.push(chunk(final_choice(CONTENT_FILTER), None));
                             if include_usage {
                                 let usage = Finished {
@@ -444,6 +514,7 @@ fn stream_response(id: String, model: String, created: u64, include_usage: bool,
                         }
                         Err(_) => CONTENT_FILTER,
                     };
+                    s.record(reason, done.prompt_tokens);
                     out.push(chunk(final_choice(reason), None));
                     if include_usage {
                         out.push(chunk(json!([]), Some(usage_json(&done))));

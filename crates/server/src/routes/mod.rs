@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod completions;
 pub mod embeddings;
+pub mod feedback;
 pub mod generate;
 pub mod system;
 
@@ -42,6 +43,11 @@ pub struct Answer {
     pub done: crate::backend::Finished,
     /// Whether the output filter acted on it (such answers are never cached).
     pub moderated: bool,
+    /// The answer as storage keeps it (pseudonyms not restored), every guard decision on the
+    /// request, and the time to the first token.
+    pub stored_text: String,
+    pub guard: Vec<luodi_store::GuardAction>,
+    pub ttft: Option<std::time::Duration>,
 }
 
 /// Drains a request's events into one answer through the guard's output filter, recording
@@ -56,11 +62,13 @@ pub async fn collect_answer(
     use crate::backend::{Finished, GenEvent};
     // `started` is None for answers replayed from the cache: they have no time to first token.
     let (mut text, mut logprobs, mut first, mut tokens) = (String::new(), Vec::new(), started.is_some(), 0);
+    let mut ttft = None;
     while let Some(event) = events.recv().await {
         let released = match event? {
             GenEvent::Token { text: piece, info } => {
                 if let (true, Some(started)) = (first, started) {
                     metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
+                    ttft = Some(started.elapsed());
                     first = false;
                 }
                 tokens += 1;
@@ -71,13 +79,17 @@ pub async fn collect_answer(
                     Ok(rest) => {
                         text.push_str(&rest.text);
                         logprobs.extend(rest.infos);
-                        Answer { text, logprobs, done, moderated: filter.acted() }
+                        let (stored_text, guard) = (filter.stored_text().to_string(), filter.actions());
+                        Answer { text, logprobs, done, moderated: filter.acted(), stored_text, guard, ttft }
                     }
                     Err(_) => Answer {
+                        stored_text: filter.stored_text().to_string(),
+                        guard: filter.actions(),
                         text,
                         logprobs,
                         done: Finished { finish_reason: CONTENT_FILTER, ..done },
                         moderated: true,
+                        ttft,
                     },
                 });
             }
@@ -90,7 +102,8 @@ pub async fn collect_answer(
             Err(_) => {
                 drop(events);
                 let done = Finished { finish_reason: CONTENT_FILTER, prompt_tokens: 0, completion_tokens: tokens };
-                return Ok(Answer { text, logprobs, done, moderated: true });
+                let (stored_text, guard) = (filter.stored_text().to_string(), filter.actions());
+                return Ok(Answer { text, logprobs, done, moderated: true, stored_text, guard, ttft });
             }
         }
     }

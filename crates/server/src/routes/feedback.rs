@@ -1,0 +1,257 @@
+//! `POST /v1/feedback`, `GET /v1/interactions` and `GET /v1/interactions/{id}`: ratings and
+//! corrections on answered requests, and the stored interactions to review.
+
+use crate::error::ApiError;
+use crate::recording::api_key_id;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use luodi_store::{Filter, NewFeedback, StoreError};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+use super::JsonObject;
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::UnknownRequest(id) => {
+            let mut err = ApiError::invalid("request_id", format!("no interaction with request id `{id}`"));
+            err.status = StatusCode::NOT_FOUND;
+            err.code = Some("unknown_request_id");
+            err
+        }
+        StoreError::Invalid { field, message } => ApiError::invalid(field, format!("`{field}` {message}")),
+        StoreError::Database(e) => ApiError::store_unavailable("interaction store", e),
+    }
+}
+
+fn recorder(state: &AppState) -> Result<&crate::recorder::Recorder, ApiError> {
+    state.recorder.as_ref().ok_or_else(|| {
+        let mut e = ApiError::not_found("/v1/feedback");
+        e.message = "this server has no interaction store (store.enabled = false)".into();
+        e
+    })
+}
+
+fn opt_string(
+    body: &serde_json::Map<String, Value>,
+    field: &'static str,
+    max_chars: usize,
+) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max_chars => Ok(Some(s.clone())),
+        Some(Value::String(_)) => {
+            Err(ApiError::invalid(field, format!("`{field}` is longer than {max_chars} characters")))
+        }
+        Some(_) => Err(ApiError::invalid(field, format!("`{field}` must be a string"))),
+    }
+}
+
+/// Records feedback on an answered request.
+#[utoipa::path(
+    post,
+    path = "/v1/feedback",
+    tag = "luodi",
+    request_body(content = Object, description = "`{request_id, rating (-1/0/1 or 1-5), correction, comment, labels[], reviewer}`; at least one of rating, correction, comment, labels", content_type = "application/json"),
+    responses(
+        (status = 201, description = "The stored feedback (an earlier one by the same reviewer on the same request is superseded, and kept)", body = Object),
+        (status = 400, description = "A field has a bad value (named in `param`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No interaction has this `request_id`, or the server has no store", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let recorder = recorder(&state)?;
+    for key in body.keys() {
+        if !matches!(key.as_str(), "request_id" | "rating" | "correction" | "comment" | "labels" | "reviewer") {
+            return Err(ApiError::invalid(
+                key,
+                format!("unknown field `{key}`; expected request_id, rating, correction, comment, labels, reviewer"),
+            ));
+        }
+    }
+    let request_id = match body.get("request_id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => return Err(ApiError::invalid("request_id", "`request_id` is required: the `x-request-id` of the answer")),
+    };
+    let rating = match body.get("rating") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64().filter(|r| (-1..=5).contains(r)) {
+            Some(r) => Some(r),
+            None => {
+                return Err(ApiError::invalid(
+                    "rating",
+                    "`rating` must be an integer: -1, 0 or 1 (thumbs) or 1 to 5 (stars)",
+                ))
+            }
+        },
+    };
+    let labels = match body.get("labels") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(items)) if items.len() <= 32 => items
+            .iter()
+            .map(|l| match l.as_str() {
+                Some(s) if !s.is_empty() && s.chars().count() <= 64 => Ok(s.to_string()),
+                _ => Err(ApiError::invalid("labels", "`labels` must be non-empty strings of at most 64 characters")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ApiError::invalid("labels", "`labels` must be an array of at most 32 strings")),
+    };
+    // The reviewer is the API key when there is one; a `reviewer` name is for keyless setups.
+    let reviewer = match (api_key_id(&headers), opt_string(&body, "reviewer", 128)?) {
+        (Some(key), _) => key,
+        (None, Some(name)) if !name.trim().is_empty() => name.trim().to_string(),
+        (None, _) => "anonymous".to_string(),
+    };
+    let new = NewFeedback {
+        request_id,
+        reviewer,
+        rating,
+        correction: opt_string(&body, "correction", 100_000)?,
+        comment: opt_string(&body, "comment", 10_000)?,
+        labels,
+    };
+    let stored = match recorder.store().add_feedback(&new).await {
+        // The answer may still be in the write buffer: flush it and look again.
+        Err(StoreError::UnknownRequest(_)) => {
+            recorder.flush().await;
+            recorder.store().add_feedback(&new).await
+        }
+        other => other,
+    }
+    .map_err(store_error)?;
+    metrics::counter!("luodi_feedback_total").increment(1);
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(stored).map_err(ApiError::internal)?)).into_response())
+}
+
+fn parse_filter(q: &HashMap<String, String>) -> Result<(Filter, Option<String>, usize), ApiError> {
+    let int = |name: &'static str| -> Result<Option<i64>, ApiError> {
+        q.get(name)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| ApiError::invalid(name, format!("`{name}` must be an integer, got `{v}`")))
+            })
+            .transpose()
+    };
+    let boolean = |name: &'static str| -> Result<Option<bool>, ApiError> {
+        q.get(name)
+            .map(|v| match v.as_str() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(ApiError::invalid(name, format!("`{name}` must be true or false, got `{v}`"))),
+            })
+            .transpose()
+    };
+    for key in q.keys() {
+        if !matches!(
+            key.as_str(),
+            "since"
+                | "until"
+                | "max_rating"
+                | "min_rating"
+                | "has_correction"
+                | "reviewed"
+                | "model_version"
+                | "q"
+                | "cursor"
+                | "limit"
+        ) {
+            return Err(ApiError::invalid(key, format!("unknown query parameter `{key}`")));
+        }
+    }
+    let limit = match int("limit")? {
+        None => 50,
+        Some(n) if (1..=500).contains(&n) => n as usize,
+        Some(n) => return Err(ApiError::invalid("limit", format!("`limit` must be in [1, 500], got {n}"))),
+    };
+    let filter = Filter {
+        since_ms: int("since")?,
+        until_ms: int("until")?,
+        max_rating: int("max_rating")?,
+        min_rating: int("min_rating")?,
+        has_correction: boolean("has_correction")?,
+        reviewed: boolean("reviewed")?,
+        model_version: q.get("model_version").cloned(),
+        text: q.get("q").cloned(),
+    };
+    Ok((filter, q.get("cursor").cloned(), limit))
+}
+
+/// Lists stored interactions, newest first, with their current feedback.
+#[utoipa::path(
+    get,
+    path = "/v1/interactions",
+    tag = "luodi",
+    params(
+        ("since" = Option<i64>, Query, description = "Unix ms, inclusive"),
+        ("until" = Option<i64>, Query, description = "Unix ms, exclusive"),
+        ("max_rating" = Option<i64>, Query, description = "Only with a current rating at most this"),
+        ("min_rating" = Option<i64>, Query, description = "Only with a current rating at least this"),
+        ("has_correction" = Option<bool>, Query, description = "With or without a current correction"),
+        ("reviewed" = Option<bool>, Query, description = "With or without any current feedback"),
+        ("model_version" = Option<String>, Query, description = "Exact model version"),
+        ("q" = Option<String>, Query, description = "Text in the messages or the answer (case-insensitive)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1-500, default 50"),
+    ),
+    responses(
+        (status = 200, description = "`{data: [interaction + feedback], next_cursor}`", body = Object),
+        (status = 400, description = "A query parameter has a bad value (named in `param`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "The server has no store", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn interactions(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let recorder = recorder(&state)?;
+    let (filter, cursor, limit) = parse_filter(&q)?;
+    let page = recorder.store().list(&filter, cursor.as_deref(), limit).await.map_err(store_error)?;
+    let mut data = Vec::with_capacity(page.items.len());
+    for item in page.items {
+        let feedback = recorder.store().feedback_for(&item.id).await.map_err(store_error)?;
+        let mut v = serde_json::to_value(item).map_err(ApiError::internal)?;
+        v["feedback"] = serde_json::to_value(feedback).map_err(ApiError::internal)?;
+        data.push(v);
+    }
+    Ok(Json(json!({"object": "list", "data": data, "next_cursor": page.next_cursor})))
+}
+
+/// One stored interaction with all its feedback (superseded included).
+#[utoipa::path(
+    get,
+    path = "/v1/interactions/{id}",
+    tag = "luodi",
+    params(("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The interaction and its feedback", body = Object),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such interaction, or the server has no store", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn interaction(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let recorder = recorder(&state)?;
+    let mut found = recorder.store().interaction(&id).await.map_err(store_error)?;
+    if found.is_none() {
+        recorder.flush().await;
+        found = recorder.store().interaction(&id).await.map_err(store_error)?;
+    }
+    let item = found.ok_or_else(|| store_error(StoreError::UnknownRequest(id.clone())))?;
+    let feedback = recorder.store().feedback_for(&id).await.map_err(store_error)?;
+    let mut v = serde_json::to_value(item).map_err(ApiError::internal)?;
+    v["feedback"] = serde_json::to_value(feedback).map_err(ApiError::internal)?;
+    Ok(Json(v))
+}
