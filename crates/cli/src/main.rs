@@ -31,6 +31,9 @@ enum Command {
     /// Scan files for PII and sensitive terms, or write redacted copies.
     #[command(subcommand)]
     Guard(commands::guard::GuardCommand),
+    /// Stored interactions and feedback: export as fine-tuning data.
+    #[command(subcommand)]
+    Feedback(commands::feedback::FeedbackCommand),
     /// The running server's response cache: stats, clear.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
@@ -56,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Models(cmd) => commands::models::run(cmd),
         Command::Guard(cmd) => commands::guard::run(cmd),
         Command::Cache(cmd) => commands::cache::run(cmd),
+        Command::Feedback(cmd) => commands::feedback::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     match result {

@@ -56,6 +56,8 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route("/ready", get(routes::system::ready))
         .route("/metrics", get(routes::system::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
+        // The page itself holds no data; its API calls carry the reviewer's key.
+        .route("/console", get(routes::console::console))
         .merge(api)
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

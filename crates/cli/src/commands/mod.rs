@@ -3,6 +3,7 @@ pub mod bench_guard;
 pub mod bench_http;
 pub mod cache;
 pub mod chat;
+pub mod feedback;
 pub mod generate;
 pub mod guard;
 pub mod models;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod completions;
+pub mod console;
 pub mod embeddings;
 pub mod feedback;
 pub mod generate;
