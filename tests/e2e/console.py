@@ -3,7 +3,8 @@
 (selenium), against the real `luodi serve` with the real model and a SQLite store.
 Usage: console.py PATH/TO/luodi
 
-Loads /console, enters the key, filters to unreviewed answers, opens one, writes a
+Keys come from `luodi keys create`: a client key is refused in the console (403, shown);
+with a reviewer key it loads /console, filters to unreviewed answers, opens one, writes a
 correction and a rating with the keyboard, saves, and checks through the API that the
 correction is stored; then the low-rating filter finds it. Prints 'N passed, N failed'.
 """
@@ -24,7 +25,6 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BIN = sys.argv[1]
-KEY = "reviewer-key"
 results = []
 
 
@@ -46,8 +46,19 @@ def check(name, fn):
 
 port = free_port()
 home = tempfile.mkdtemp()
-server = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
-                           "--embedding-model", "", "--store-url", f"sqlite://{home}/luodi.db"],
+STORE = f"sqlite://{home}/luodi.db"
+
+
+def create_key(role):
+    out = subprocess.run([BIN, "keys", "create", "--name", f"e2e {role}", "--role", role, "--store-url", STORE],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+KEY = create_key("reviewer")          # keys made with `luodi keys create`, stored hashed
+CLIENT_KEY = create_key("client")
+server = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port),
+                           "--embedding-model", "", "--store-url", STORE],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 base = f"http://127.0.0.1:{port}"
 deadline = time.time() + 120
@@ -61,7 +72,7 @@ else:
     server.kill()
     sys.exit("server did not start")
 
-client = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0, timeout=60)
+client = openai.OpenAI(base_url=base + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60)
 raw = client.chat.completions.with_raw_response.create(
     model="smollm2-135m", messages=[{"role": "user", "content": "你们周末营业吗？"}], max_tokens=12, temperature=0)
 request_id = raw.headers["x-request-id"]
@@ -83,6 +94,16 @@ def stored():
 
 def item():
     return wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'#list li[data-id="{request_id}"]'))
+
+
+def client_key_is_refused():
+    driver.get(base + "/console")
+    key = driver.find_element(By.ID, "key")
+    key.clear()
+    key.send_keys(CLIENT_KEY)
+    driver.find_element(By.ID, "reload").click()
+    wait.until(lambda d: "`client`" in d.find_element(By.ID, "status").text)
+    assert not driver.find_elements(By.CSS_SELECTOR, "#list li")
 
 
 def load_and_filter():
@@ -128,7 +149,8 @@ def page_needs_no_cdn():
 
 
 try:
-    for name, fn in [("console loads and filters to unreviewed answers", load_and_filter),
+    for name, fn in [("a client key is refused (403) in the console", client_key_is_refused),
+                     ("console loads and filters to unreviewed answers", load_and_filter),
                      ("a correction and rating typed in the browser are stored", correct_and_save),
                      ("the low-rating filter finds it, the unreviewed one no longer does", low_rating_filter_finds_it),
                      ("the page loads nothing from outside", page_needs_no_cdn)]:

@@ -34,6 +34,9 @@ enum Command {
     /// Stored interactions and feedback: export as fine-tuning data.
     #[command(subcommand)]
     Feedback(commands::feedback::FeedbackCommand),
+    /// API keys with roles (client, reviewer, admin), stored hashed.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// The running server's response cache: stats, clear.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Guard(cmd) => commands::guard::run(cmd),
         Command::Cache(cmd) => commands::cache::run(cmd),
         Command::Feedback(cmd) => commands::feedback::run(cmd),
+        Command::Keys(cmd) => commands::keys::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
     };
     match result {

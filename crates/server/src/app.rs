@@ -4,53 +4,40 @@
 use crate::error::{ApiError, ErrorLabel};
 use crate::routes::{self, BodyLimit};
 use crate::state::AppState;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName};
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderName;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use std::sync::Arc;
 use std::time::Instant;
-use subtle::ConstantTimeEq;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Accepted API keys; empty means authentication is off.
-#[derive(Clone, Default)]
-pub struct ApiKeys(pub Arc<Vec<Vec<u8>>>);
-
-impl ApiKeys {
-    pub fn new(keys: Vec<String>) -> Self {
-        Self(Arc::new(keys.into_iter().map(String::into_bytes).collect()))
-    }
-
-    /// Compares against every key in constant time, so timing reveals neither which key
-    /// nor how much of one matched.
-    fn accepts(&self, presented: &[u8]) -> bool {
-        let mut ok = subtle::Choice::from(0);
-        for key in self.0.iter() {
-            ok |= key.as_slice().ct_eq(presented);
-        }
-        ok.into()
-    }
-}
+pub use crate::auth::{ApiKeys, KeyRing, Role};
 
 pub fn router(state: AppState, keys: ApiKeys) -> Router {
     let limit = state.config.max_body_bytes;
-    let api = Router::new()
+    let inference = Router::new()
         .route("/v1/chat/completions", post(routes::completions::chat))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/models", get(routes::system::models))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
-        .route("/generate", post(routes::generate::generate))
+        .route("/generate", post(routes::generate::generate));
+    let review = Router::new()
         .route("/v1/feedback", post(routes::feedback::feedback))
         .route("/v1/interactions", get(routes::feedback::interactions))
         .route("/v1/interactions/{id}", get(routes::feedback::interaction))
+        .route_layer(middleware::from_fn(|req, next| crate::auth::require_role(Role::Reviewer, req, next)));
+    let admin = Router::new()
         .route("/admin/cache/stats", get(routes::admin::cache_stats))
         .route("/admin/cache/purge", post(routes::admin::cache_purge))
-        .route_layer(middleware::from_fn_with_state(keys, require_key));
+        .route_layer(middleware::from_fn(|req, next| crate::auth::require_role(Role::Admin, req, next)));
+    let api = inference
+        .merge(review)
+        .merge(admin)
+        .route_layer(middleware::from_fn_with_state(keys, crate::auth::require_key));
     Router::new()
         .route("/health", get(routes::system::health))
         .route("/ready", get(routes::system::ready))
@@ -68,22 +55,6 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .layer(middleware::from_fn(log_request))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-async fn require_key(State(keys): State<ApiKeys>, req: Request, next: Next) -> Response {
-    if keys.0.is_empty() {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(key) if keys.accepts(key.as_bytes()) => next.run(req).await,
-        _ => ApiError::unauthorized().into_response(),
-    }
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {

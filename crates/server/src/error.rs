@@ -128,6 +128,17 @@ impl ApiError {
         e
     }
 
+    /// 403: the key is valid but its role is not enough.
+    pub fn forbidden(role: luodi_store::Role, needed: luodi_store::Role) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            format!("this API key's role is `{}`; this route needs `{}` or above", role.as_str(), needed.as_str()),
+        );
+        e.code = Some("insufficient_role");
+        e
+    }
+
     pub fn not_found(path: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("no route for {path}"))
     }

@@ -4,6 +4,7 @@
 //! The server knows the engine only through [`backend::Backend`].
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod caching;
 pub mod config;

@@ -4,10 +4,12 @@
 //!
 //! What is stored is what the guard let through: pseudonyms and masks, never raw PII.
 
+pub mod keys;
 mod migrations;
 mod model;
 mod store;
 
+pub use keys::{ActiveKey, KeyInfo, Role};
 pub use model::{Feedback, Filter, GuardAction, Interaction, NewFeedback, Page};
 pub use store::Store;
 

@@ -34,4 +34,13 @@ pub const STEPS: &[&str] = &[
         superseded_ms BIGINT
     );
     CREATE INDEX IF NOT EXISTS {p}feedback_request ON {p}feedback (request_id, reviewer);",
+    // 2: API keys, stored as argon2 hashes with a role.
+    "CREATE TABLE IF NOT EXISTS {p}api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT
+    )",
 ];

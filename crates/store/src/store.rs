@@ -20,7 +20,7 @@ enum Bind {
     Text(String),
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -94,7 +94,11 @@ impl Store {
         }
     }
 
-    fn sql(&self, text: &str) -> String {
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) fn sql(&self, text: &str) -> String {
         text.replace("{p}", &self.prefix)
     }
 
@@ -381,7 +385,7 @@ impl Store {
 
     /// Drops this prefix's tables (tests clean up with it).
     pub async fn drop_tables(&self) -> Result<(), StoreError> {
-        for t in ["feedback", "interactions", "schema_version"] {
+        for t in ["feedback", "interactions", "api_keys", "schema_version"] {
             sqlx::query(&format!("DROP TABLE IF EXISTS {}{t}", self.prefix)).execute(&self.pool).await?;
         }
         Ok(())

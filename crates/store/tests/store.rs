@@ -165,3 +165,27 @@ async fn bad_urls_and_prefixes_are_named() {
     let err = Store::open("sqlite://x.db", "Bad-Prefix").await.err().unwrap();
     assert!(err.to_string().contains("store.table_prefix"), "{err}");
 }
+
+#[tokio::test]
+async fn api_keys_are_hashed_with_roles_and_revocable() {
+    use luodi_store::keys::{key_id, verify};
+    use luodi_store::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("k.db").display()), "luodi_").await.unwrap();
+    let (info, key) = store.create_key("console team", Role::Reviewer).await.unwrap();
+    assert_eq!(key_id(&key), Some(info.id.as_str()));
+    let active = store.active_keys().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert!(!active[0].hash.contains(&key[11..]), "the secret is not stored");
+    assert!(active[0].hash.starts_with("$argon2"));
+    assert!(verify(&key, &active[0].hash));
+    assert!(!verify(&format!("{key}x"), &active[0].hash));
+    assert_eq!(store.list_keys().await.unwrap()[0].role, Role::Reviewer);
+    assert!(store.revoke_key(&info.id).await.unwrap());
+    assert!(!store.revoke_key(&info.id).await.unwrap(), "already revoked");
+    assert!(store.active_keys().await.unwrap().is_empty());
+    assert!(store.list_keys().await.unwrap()[0].revoked_ms.is_some(), "kept, marked");
+    assert!(matches!(store.create_key(" ", Role::Client).await, Err(StoreError::Invalid { field: "name", .. })));
+    assert_eq!(key_id("sk-plain"), None);
+    assert_eq!("owner".parse::<Role>().unwrap_err(), "unknown role `owner`; expected client, reviewer or admin");
+}

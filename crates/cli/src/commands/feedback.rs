@@ -137,9 +137,11 @@ pub fn records(format: Format, i: &Interaction, feedback: &[Feedback], min_ratin
     }
 }
 
-async fn export(args: ExportArgs) -> Result<()> {
-    let url = match &args.store_url {
-        Some(u) => u.clone(),
+/// The store to use: `--store-url`, else `[store] url` of ./luodi.toml, else the default
+/// SQLite file; a SQLite file must exist (it is the server that creates it).
+pub fn store_url(flag: Option<&str>) -> Result<String> {
+    let url = match flag {
+        Some(u) => u.to_string(),
         None => {
             let from_file = std::path::Path::new("luodi.toml")
                 .is_file()
@@ -158,6 +160,11 @@ async fn export(args: ExportArgs) -> Result<()> {
             bail!("no store at {path} (run `luodi serve` first, or pass --store-url)");
         }
     }
+    Ok(url)
+}
+
+async fn export(args: ExportArgs) -> Result<()> {
+    let url = store_url(args.store_url.as_deref())?;
     let store = Store::open(&url, &args.table_prefix).await.context("opening the interaction store")?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let filter = Filter {

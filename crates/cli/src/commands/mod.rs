@@ -6,5 +6,6 @@ pub mod chat;
 pub mod feedback;
 pub mod generate;
 pub mod guard;
+pub mod keys;
 pub mod models;
 pub mod serve;

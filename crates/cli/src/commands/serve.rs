@@ -195,9 +195,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     set_threads(args.threads);
     let keys = config.load_keys().map_err(anyhow::Error::msg)?;
-    if keys.is_empty() {
-        tracing::warn!("no API keys configured: every client on {} may use the API", config.host);
-    }
     let store = luodi_models::ModelStore::from_env();
     let resolved = store.resolve(&config.model, true)?;
     let engine = luodi_engine::Engine::load(&resolved.path)
@@ -249,6 +246,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
+        let mut config = config;
+        let mut ring = None;
         let recorder = if config.store.enabled {
             let url = config
                 .store
@@ -259,6 +258,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 format!("opening the interaction store {}", url.split('@').next_back().unwrap_or(&url))
             })?;
             tracing::info!(backend = db.backend(), "recording interactions");
+            ring = Some(
+                luodi_server::auth::KeyRing::start(db.clone(), Duration::from_secs(5))
+                    .await
+                    .context("reading API keys from the store")?,
+            );
             spawn_retention(db.clone(), config.store.retention_days);
             let settings = luodi_server::recorder::RecorderConfig {
                 buffer: config.store.buffer,
@@ -270,7 +274,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
             None
         };
         let state = AppState { recorder: recorder.clone(), ..state };
-        let app = router(state, ApiKeys::new(keys));
+        let mut api_keys = ApiKeys::new(keys);
+        if let Some(ring) = ring {
+            api_keys = api_keys.with_ring(ring);
+        }
+        if api_keys.is_open() {
+            // Without any key, only this machine may call the API.
+            if !matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+                tracing::warn!(requested = %config.host, "no API keys configured: binding to 127.0.0.1 only (create one with `luodi keys create`)");
+                config.host = "127.0.0.1".into();
+            } else {
+                tracing::warn!("no API keys configured: serving on loopback only, without authentication");
+            }
+        }
+        let app = router(state, api_keys);
         let served = luodi_server::serve(app, &config).await;
         if let Some(r) = &recorder {
             // Graceful shutdown: nothing buffered is lost.
