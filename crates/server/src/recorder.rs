@@ -5,7 +5,7 @@
 //! logged. On graceful shutdown everything buffered is written before the process exits.
 
 use luodi_store::{Interaction, Store};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +38,8 @@ pub struct Recorder {
     tx: mpsc::Sender<Msg>,
     store: Store,
     warned_full: Arc<AtomicBool>,
+    /// Records dropped because the buffer was full (also in `luodi_store_dropped_total`).
+    dropped: Arc<AtomicU64>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -50,6 +52,7 @@ impl Recorder {
             tx,
             store,
             warned_full: Arc::new(AtomicBool::new(false)),
+            dropped: Arc::new(AtomicU64::new(0)),
             done: Arc::new(tokio::sync::Mutex::new(Some(handle))),
         }
     }
@@ -72,6 +75,7 @@ impl Recorder {
                     mpsc::error::TrySendError::Closed(_) => "shutting_down",
                 };
                 metrics::counter!("luodi_store_dropped_total", "reason" => reason).increment(1);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 if !self.warned_full.swap(true, Ordering::Relaxed) {
                     tracing::error!(
                         reason,
@@ -80,6 +84,11 @@ impl Recorder {
                 }
             }
         }
+    }
+
+    /// Records this handle's process dropped because the buffer was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until everything recorded before this call is written (or the writer gave up on

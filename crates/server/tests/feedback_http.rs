@@ -42,9 +42,13 @@ impl Backend for Fake {
 }
 
 async fn app(dir: &std::path::Path) -> (axum::Router, Recorder) {
+    app_with(dir, RecorderConfig::default()).await
+}
+
+async fn app_with(dir: &std::path::Path, settings: RecorderConfig) -> (axum::Router, Recorder) {
     let url = format!("sqlite://{}", dir.join("luodi.db").display());
     let store = luodi_store::Store::open(&url, "luodi_").await.unwrap();
-    let recorder = Recorder::start(store, RecorderConfig::default());
+    let recorder = Recorder::start(store, settings);
     let config = ServerConfig::default();
     let state = AppState {
         backend: Arc::new(Fake),
@@ -173,4 +177,19 @@ async fn shutdown_writes_everything_buffered() {
     }
     recorder.shutdown().await;
     assert_eq!(recorder.store().count_interactions().await.unwrap(), 50);
+}
+
+#[tokio::test]
+async fn a_dead_store_never_fails_requests_and_its_backlog_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RecorderConfig { buffer: 4, batch: 1, flush_interval: std::time::Duration::from_millis(10) };
+    let (app, recorder) = app_with(dir.path(), settings).await;
+    recorder.store().close().await; // every write now fails; the writer retries with backoff
+    for i in 0..30 {
+        let ask = json!({"model": "tiny", "messages": [{"role": "user", "content": format!("q{i}")}]});
+        let (status, body, _) = call(&app, "POST", "/v1/chat/completions", Some(ask)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // One record in the writer's hands, at most 4 waiting: the rest were dropped and counted.
+    assert!(recorder.dropped() >= 25, "dropped {}", recorder.dropped());
 }
