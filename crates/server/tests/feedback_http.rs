@@ -93,6 +93,8 @@ async fn answers_are_recorded_with_pseudonyms_and_feedback_attaches() {
     let mut streamed = ask.clone();
     streamed["stream"] = json!(true);
     let (_, _, stream_id) = call(&app, "POST", "/v1/chat/completions", Some(streamed)).await;
+    let (status, _, generate_id) = call(&app, "POST", "/generate", Some(json!({"prompt": "几点开门？"}))).await;
+    assert_eq!(status, StatusCode::OK);
 
     // Feedback right after the answer: the recorder is flushed on demand, no 404.
     let (status, fb, _) = call(
@@ -118,16 +120,19 @@ async fn answers_are_recorded_with_pseudonyms_and_feedback_attaches() {
     let (status, streamed_item, _) = call(&app, "GET", &format!("/v1/interactions/{}", stream_id.unwrap()), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(streamed_item["answer"], "您好，我们九点开门。");
+    let (status, generated, _) = call(&app, "GET", &format!("/v1/interactions/{}", generate_id.unwrap()), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((generated["route"].as_str(), generated["cache"].as_str()), (Some("generate"), Some("bypass")));
 
     // Listing with filters.
     let (_, low, _) = call(&app, "GET", "/v1/interactions?max_rating=0", None).await;
     assert_eq!(low["data"].as_array().unwrap().len(), 1);
     let (_, unreviewed, _) = call(&app, "GET", "/v1/interactions?reviewed=false&limit=10", None).await;
-    assert_eq!(unreviewed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(unreviewed["data"].as_array().unwrap().len(), 2);
     let (_, page, _) = call(&app, "GET", "/v1/interactions?limit=1", None).await;
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
-    let (_, next, _) = call(&app, "GET", &format!("/v1/interactions?limit=1&cursor={cursor}"), None).await;
-    assert_eq!(next["data"].as_array().unwrap().len(), 1);
+    let (_, next, _) = call(&app, "GET", &format!("/v1/interactions?limit=2&cursor={cursor}"), None).await;
+    assert_eq!(next["data"].as_array().unwrap().len(), 2);
     assert!(next["next_cursor"].is_null());
     assert_ne!(page["data"][0]["id"], next["data"][0]["id"]);
 }

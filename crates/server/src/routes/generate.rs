@@ -55,8 +55,27 @@ pub async fn generate(
         deadline: state.config.request_timeout.map(|t| started + t),
         logprobs: false,
     };
+    let capture = crate::recording::Capture::new(
+        &state,
+        crate::recording::Meta::new(&headers, None),
+        "generate",
+        &request.prompt,
+    );
     let events = state.backend.submit(request)?;
-    let Answer { text, done, .. } = collect_answer(events, Some(started), guard.output()).await?;
+    let Answer { text, done, stored_text, guard, ttft, .. } =
+        collect_answer(events, Some(started), guard.output()).await?;
+    if let Some(capture) = capture {
+        capture.finish(crate::recording::Outcome {
+            text: stored_text,
+            finish_reason: done.finish_reason.to_string(),
+            prompt_tokens: done.prompt_tokens,
+            completion_tokens: done.completion_tokens,
+            ttft,
+            // /generate does not use the response cache.
+            cache: crate::caching::CacheStatus::Bypass,
+            guard,
+        });
+    }
     Ok(Json(json!({
         "response": text,
         "finish_reason": done.finish_reason,
