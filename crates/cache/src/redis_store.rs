@@ -107,38 +107,20 @@ impl RedisStore {
 
     /// Deletes every key starting with `prefix` (SCAN + UNLINK, never KEYS); returns how many.
     pub async fn purge(&self, prefix: &str) -> Result<u64, CacheError> {
-        let pattern = format!("{}*", escape_glob(prefix));
-        self.run("purge", ADMIN_TIMEOUT, |mut c| async move {
-            let mut cursor: u64 = 0;
-            let mut removed = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
-                if !keys.is_empty() {
-                    let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut c).await?;
-                    removed += n;
-                }
-                if next == 0 {
-                    return Ok(removed);
-                }
-                cursor = next;
-            }
-        })
-        .await
+        self.scan("purge", prefix, true).await
     }
 
     /// Counts keys starting with `prefix` (SCAN).
     pub async fn count(&self, prefix: &str) -> Result<u64, CacheError> {
+        self.scan("count", prefix, false).await
+    }
+
+    /// Walks the keys under `prefix` with SCAN (never KEYS, which blocks Redis), unlinking
+    /// them when `unlink`; returns how many there were (or were removed).
+    async fn scan(&self, op: &'static str, prefix: &str, unlink: bool) -> Result<u64, CacheError> {
         let pattern = format!("{}*", escape_glob(prefix));
-        self.run("count", ADMIN_TIMEOUT, |mut c| async move {
-            let mut cursor: u64 = 0;
-            let mut n = 0u64;
+        self.run(op, ADMIN_TIMEOUT, |mut c| async move {
+            let (mut cursor, mut n) = (0u64, 0u64);
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                     .arg(cursor)
@@ -148,7 +130,10 @@ impl RedisStore {
                     .arg(1000)
                     .query_async(&mut c)
                     .await?;
-                n += keys.len() as u64;
+                n += match (unlink, keys.is_empty()) {
+                    (true, false) => redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut c).await?,
+                    _ => keys.len() as u64,
+                };
                 if next == 0 {
                     return Ok(n);
                 }
