@@ -18,6 +18,7 @@ enum Store {
 pub struct ResponseCache {
     config: CacheConfig,
     store: Store,
+    writes: crate::settle::InFlight,
 }
 
 /// A semantic match: the answer, the cached question it answered, and how close it was.
@@ -57,7 +58,13 @@ impl ResponseCache {
                 semantic: MemoryIndex::new(config.semantic.max_entries, ttl),
             },
         };
-        Ok(ResponseCache { config, store })
+        Ok(ResponseCache { config, store, writes: Default::default() })
+    }
+
+    /// Background writes of this cache: the server begins one per stored answer, and
+    /// `writes().settled()` waits for them (shutdown, tests).
+    pub fn writes(&self) -> &crate::settle::InFlight {
+        &self.writes
     }
 
     pub fn config(&self) -> &CacheConfig {

@@ -17,6 +17,7 @@ pub mod key;
 mod memory;
 mod redis_store;
 pub mod semantic;
+pub mod settle;
 
 pub use cache::{CacheStats, ResponseCache, SemanticHit};
 pub use config::{CacheConfig, CacheMode, SemanticConfig, DEFAULT_THRESHOLD};

@@ -71,12 +71,19 @@ impl IncrementalDecoder {
         &self.out
     }
 
-    /// End of stream: whatever bytes are left, lossily decoded (U+FFFD for an incomplete
-    /// character). The decoder is empty afterwards and can be reused.
+    /// End of stream. What can be left is only the start of a character that no token
+    /// completed (an answer cut by `max_tokens` or a deadline mid-character): it is dropped,
+    /// not turned into U+FFFD, so streamed and whole answers end alike and no answer ends in
+    /// a character the model never produced. The decoder is empty afterwards and reusable.
+    /// Whether bytes of an unfinished character are held (what [`finish`](Self::finish) drops).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     pub fn finish(&mut self) -> String {
-        let rest = String::from_utf8_lossy(&self.pending).into_owned();
+        debug_assert!(std::str::from_utf8(&self.pending).is_err() || self.pending.is_empty());
         self.pending.clear();
-        rest
+        String::new()
     }
 }
 
@@ -104,7 +111,7 @@ mod tests {
         // 🌟 = F0 9F 8C 9F; the stream ends after the first three bytes of a second one.
         let (pieces, tail) = stream(&[b"\xF0\x9F", b"\x8C", b"\x9F", b"\xF0\x9F", b"\x8C"]);
         assert_eq!(pieces, ["🌟"]);
-        assert_eq!(tail, "\u{FFFD}");
+        assert_eq!(tail, "", "an incomplete character at the end is dropped");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The engine against llama.cpp on the real bundled models: rendered chat prompts, prompt
 //! tokens, greedy completions and top-3 log-probabilities from
-//! ../shared/fixtures/llamacpp-greedy.json.
+//! fixtures/llamacpp-greedy.json (copied from llama.cpp runs).
 //!
 //! These tests need the model files; a missing file fails with the command to run.
 
@@ -40,7 +40,7 @@ struct Top {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/llamacpp-greedy.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llamacpp-greedy.json");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
     serde_json::from_str(&text).expect("fixture JSON")
 }

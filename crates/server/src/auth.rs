@@ -15,6 +15,26 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
+/// Who is calling, put into every authenticated request by [`require_key`]. `key_id` is what
+/// interactions record and feedback names as its reviewer: for a stored key the id that
+/// `luodi keys list` shows, for a configured key `config-<sha256 prefix>` (the key itself is
+/// never kept), `None` when the server has no keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub key_id: Option<String>,
+    pub role: Role,
+}
+
+/// The key of an `Authorization: Bearer KEY` header: the one place it is parsed.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// The id recorded for a configured key (a hash prefix: the key itself is never stored).
+fn configured_key_id(key: &str) -> String {
+    format!("config-{}", &hex::encode(Sha256::digest(key.as_bytes()))[..12])
+}
+
 /// sha256 of a whole key -> (key id, role), for keys already verified.
 type Verified = HashMap<[u8; 32], (String, Role)>;
 
@@ -24,24 +44,33 @@ type Verified = HashMap<[u8; 32], (String, Role)>;
 pub struct KeyRing {
     active: Arc<RwLock<HashMap<String, (Role, String)>>>,
     verified: Arc<RwLock<Verified>>,
+    store: Option<luodi_store::Store>,
 }
 
 impl KeyRing {
     /// Loads the store's active keys now, then every `every` in the background.
     pub async fn start(store: luodi_store::Store, every: Duration) -> Result<KeyRing, luodi_store::StoreError> {
-        let ring = KeyRing::default();
-        ring.replace(store.active_keys().await?);
+        let ring = KeyRing { store: Some(store), ..KeyRing::default() };
+        ring.refresh().await?;
         let background = ring.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                match store.active_keys().await {
-                    Ok(keys) => background.replace(keys),
-                    Err(e) => tracing::warn!(error = %e, "cannot re-read API keys; keeping the last set"),
+                if let Err(e) = background.refresh().await {
+                    tracing::warn!(error = %e, "cannot re-read API keys; keeping the last set");
                 }
             }
         });
         Ok(ring)
+    }
+
+    /// Re-reads the store's active keys now (the background task does this every few
+    /// seconds; tests and `luodi keys revoke` on the same process need not wait for it).
+    pub async fn refresh(&self) -> Result<(), luodi_store::StoreError> {
+        if let Some(store) = &self.store {
+            self.replace(store.active_keys().await?);
+        }
+        Ok(())
     }
 
     fn replace(&self, keys: Vec<luodi_store::ActiveKey>) {
@@ -55,12 +84,13 @@ impl KeyRing {
         self.active.read().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
-    async fn role_of(&self, presented: &str) -> Option<Role> {
+    /// The key's id and role, if it is an active stored key.
+    async fn caller(&self, presented: &str) -> Option<Caller> {
         let id = luodi_store::keys::key_id(presented)?.to_string();
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let (role, hash) = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()?;
-        if let Some((_, role)) = self.verified.read().unwrap_or_else(|e| e.into_inner()).get(&digest) {
-            return Some(*role);
+        if let Some((id, role)) = self.verified.read().unwrap_or_else(|e| e.into_inner()).get(&digest) {
+            return Some(Caller { key_id: Some(id.clone()), role: *role });
         }
         // argon2 is deliberately slow: off the async workers, once per key.
         let key = presented.to_string();
@@ -68,8 +98,8 @@ impl KeyRing {
         if !ok {
             return None;
         }
-        self.verified.write().unwrap_or_else(|e| e.into_inner()).insert(digest, (id, role));
-        Some(role)
+        self.verified.write().unwrap_or_else(|e| e.into_inner()).insert(digest, (id.clone(), role));
+        Some(Caller { key_id: Some(id), role })
     }
 }
 
@@ -106,30 +136,26 @@ impl ApiKeys {
     }
 }
 
-/// Authenticates the bearer key and records its role on the request.
+/// Authenticates the bearer key and puts the [`Caller`] into the request.
 pub async fn require_key(State(keys): State<ApiKeys>, mut req: Request, next: Next) -> Response {
     if keys.is_open() {
-        req.extensions_mut().insert(Role::Admin);
+        req.extensions_mut().insert(Caller { key_id: None, role: Role::Admin });
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .map(str::to_string);
-    let role = match presented {
-        Some(key) if keys.configured_accepts(key.as_bytes()) => Some(Role::Admin),
+    let presented = bearer(req.headers()).map(str::to_string);
+    let caller = match presented {
+        Some(key) if keys.configured_accepts(key.as_bytes()) => {
+            Some(Caller { key_id: Some(configured_key_id(&key)), role: Role::Admin })
+        }
         Some(key) => match &keys.ring {
-            Some(ring) => ring.role_of(&key).await,
+            Some(ring) => ring.caller(&key).await,
             None => None,
         },
         None => None,
     };
-    match role {
-        Some(role) => {
-            req.extensions_mut().insert(role);
+    match caller {
+        Some(caller) => {
+            req.extensions_mut().insert(caller);
             next.run(req).await
         }
         None => ApiError::unauthorized().into_response(),
@@ -138,9 +164,9 @@ pub async fn require_key(State(keys): State<ApiKeys>, mut req: Request, next: Ne
 
 /// Lets through requests whose key has at least `min`.
 pub async fn require_role(min: Role, req: Request, next: Next) -> Response {
-    match req.extensions().get::<Role>() {
-        Some(role) if *role >= min => next.run(req).await,
-        Some(role) => ApiError::forbidden(*role, min).into_response(),
+    match req.extensions().get::<Caller>() {
+        Some(caller) if caller.role >= min => next.run(req).await,
+        Some(caller) => ApiError::forbidden(caller.role, min).into_response(),
         None => ApiError::unauthorized().into_response(),
     }
 }

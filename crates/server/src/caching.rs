@@ -4,8 +4,9 @@
 //! moderation touched, answers that did not end on their own (`stop`) or at `max_tokens`
 //! (a deadline cut them), and requests with logprobs (not kept).
 
-use crate::backend::{Embedder, GenRequest};
+use crate::backend::{Embedder, EventStream, Finished, GenEvent, GenRequest};
 use crate::error::ApiError;
+use crate::pipeline::Route;
 use crate::state::AppState;
 use axum::http::HeaderMap;
 use luodi_cache::{CacheMode, CachedAnswer, KeyInput, Message, ResponseCache, Sampling};
@@ -57,13 +58,22 @@ pub struct Cached {
 }
 
 /// What the request asked of the cache through `Cache-Control` and the `cache` extension field.
-struct Directives {
-    lookup: bool,
-    store: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheDirectives {
+    pub lookup: bool,
+    pub store: bool,
 }
 
-fn directives(headers: &HeaderMap, body: &Map<String, Value>) -> Result<Directives, ApiError> {
-    let mut d = Directives { lookup: true, store: true };
+impl Default for CacheDirectives {
+    fn default() -> Self {
+        CacheDirectives { lookup: true, store: true }
+    }
+}
+
+/// Reads `Cache-Control` (`no-cache`, `no-store`) and the body's `cache` field; a `cache`
+/// that is not a boolean is a 400.
+pub fn directives(headers: &HeaderMap, body: &Map<String, Value>) -> Result<CacheDirectives, ApiError> {
+    let mut d = CacheDirectives::default();
     for value in headers.get_all(axum::http::header::CACHE_CONTROL) {
         let value = value.to_str().unwrap_or("");
         for directive in value.split(',').map(|s| s.trim().to_ascii_lowercase()) {
@@ -89,26 +99,19 @@ fn directives(headers: &HeaderMap, body: &Map<String, Value>) -> Result<Directiv
     Ok(d)
 }
 
-/// Everything [`plan`] needs from the request.
-pub struct CacheRequest<'a> {
-    pub headers: &'a HeaderMap,
-    pub body: &'a Map<String, Value>,
-    /// `chat` or `text`.
-    pub route: &'static str,
-    /// The messages as the model will see them (guarded, styled); a text prompt is one user
-    /// message under route `text`.
-    pub messages: &'a [ChatMessage],
-    pub style: Option<&'a str>,
-    pub gen: &'a GenRequest,
-    /// Whether the guard found anything in the prompt.
-    pub input_touched: bool,
-}
-
-/// `Ok(None)` when the request bypasses the cache; errors only for a malformed `cache` field.
-pub fn plan(state: &AppState, r: CacheRequest) -> Result<Option<CachePlan>, ApiError> {
-    let d = directives(r.headers, r.body)?;
-    let Some(cache) = state.cache.clone() else { return Ok(None) };
-    let s = &r.gen.sampling;
+/// The request's cache plan, or `None` when it bypasses the cache. `messages` are what the
+/// model will see (guarded, styled); `input_touched` whether the guard found anything in them.
+pub fn plan(
+    state: &AppState,
+    d: CacheDirectives,
+    route: Route,
+    messages: &[ChatMessage],
+    style: Option<&str>,
+    gen: &GenRequest,
+    input_touched: bool,
+) -> Option<CachePlan> {
+    let cache = state.cache.clone()?;
+    let s = &gen.sampling;
     let sampling = Sampling {
         temperature: s.temperature,
         top_p: s.top_p,
@@ -118,41 +121,55 @@ pub fn plan(state: &AppState, r: CacheRequest) -> Result<Option<CachePlan>, ApiE
         repetition_penalty: s.repetition_penalty,
         frequency_penalty: s.frequency_penalty,
         presence_penalty: s.presence_penalty,
-        max_tokens: r.gen.max_tokens,
-        stop: r.gen.stop.clone(),
+        max_tokens: gen.max_tokens,
+        stop: gen.stop.clone(),
     };
     let eligible = match cache.config().mode {
         CacheMode::Off => false,
         CacheMode::Deterministic => sampling.is_deterministic(),
         CacheMode::Always => true,
     };
-    if !eligible || r.input_touched || r.gen.logprobs || !(d.lookup || d.store) {
-        return Ok(None);
+    if !eligible || input_touched || gen.logprobs || !(d.lookup || d.store) {
+        return None;
     }
-    let messages: Vec<Message> = r.messages.iter().map(|m| Message { role: &m.role, content: &m.content }).collect();
+    let messages: Vec<Message> = messages.iter().map(|m| Message { role: &m.role, content: &m.content }).collect();
     let input = KeyInput {
         model_version: &state.model_version,
-        route: r.route,
+        route: route.as_str(),
         messages: &messages,
-        style: r.style,
+        style,
         sampling: &sampling,
     };
-    let semantic = if cache.config().semantic.enabled && state.embedder.is_some() && r.route == "chat" {
+    let semantic = if cache.config().semantic.enabled && state.embedder.is_some() && route == Route::Chat {
         input.semantic()
     } else {
         None
     };
-    Ok(Some(CachePlan {
+    Some(CachePlan {
         store_key: cache.store_key(&state.model_version, &input.exact()),
         model_version: state.model_version.clone(),
         lookup: d.lookup,
         store: d.store,
-        max_tokens: r.gen.max_tokens,
+        max_tokens: gen.max_tokens,
         semantic,
         embedder: state.embedder.clone(),
         embedding: None,
         cache,
-    }))
+    })
+}
+
+/// A cached answer as the engine's events: the text in small pieces, then the end.
+pub fn replay(answer: &CachedAnswer) -> EventStream {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let chars: Vec<char> = answer.text.chars().collect();
+    for piece in chars.chunks(8) {
+        let _ = tx.send(Ok(GenEvent::Token { text: piece.iter().collect(), info: None }));
+    }
+    let finish_reason = if answer.finish_reason == "length" { "length" } else { "stop" };
+    let done =
+        Finished { finish_reason, prompt_tokens: answer.prompt_tokens, completion_tokens: answer.completion_tokens };
+    let _ = tx.send(Ok(GenEvent::Done(done)));
+    rx
 }
 
 fn count(status: CacheStatus) {
@@ -219,7 +236,9 @@ impl CachePlan {
             question: self.semantic.as_ref().map(|(_, q)| q.clone()),
             created: crate::routes::unix_time(),
         };
+        let write = self.cache.writes().begin();
         tokio::spawn(async move {
+            let _write = write;
             let semantic = match (&self.semantic, self.embedding) {
                 (Some((context, question)), Some(embedding)) => Some((context.as_str(), question.as_str(), embedding)),
                 _ => None,

@@ -138,10 +138,9 @@ impl Guarding {
         self.guard.policy().has_ephemeral_key()
     }
 
-    /// The style name configured for the API key in an `Authorization: Bearer` header, if any.
-    pub fn key_style(&self, authorization: Option<&str>) -> Option<&str> {
-        let key = authorization?.strip_prefix("Bearer ")?.trim();
-        self.key_styles.get(key).map(String::as_str)
+    /// The style name configured for an API key (`key_styles`), if any.
+    pub fn key_style(&self, key: Option<&str>) -> Option<&str> {
+        self.key_styles.get(key?).map(String::as_str)
     }
 
     /// The system-message text of a style; unknown names are a 400 listing the known ones.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod guarding;
 pub mod openapi;
+pub mod pipeline;
 pub mod recorder;
 pub mod recording;
 pub mod routes;

@@ -3,7 +3,6 @@
 use crate::caching::CacheStatus;
 use crate::recorder::Recorder;
 use crate::state::AppState;
-use axum::http::HeaderMap;
 use luodi_engine::Prompt;
 use luodi_store::{GuardAction, Interaction};
 use serde_json::{json, Value};
@@ -14,19 +13,6 @@ pub struct Meta {
     pub request_id: String,
     pub api_key_id: Option<String>,
     pub style: Option<String>,
-}
-
-impl Meta {
-    pub fn new(headers: &HeaderMap, style: Option<String>) -> Meta {
-        Meta { request_id: crate::routes::request_id(headers).to_string(), api_key_id: api_key_id(headers), style }
-    }
-}
-
-/// A stable id for the bearer key (a hash prefix: the key itself is never stored).
-pub fn api_key_id(headers: &HeaderMap) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let key = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?.trim();
-    Some(format!("key-{}", &hex::encode(Sha256::digest(key.as_bytes()))[..12]))
 }
 
 /// A request being answered; becomes an [`Interaction`] when the answer ends.

@@ -88,6 +88,7 @@ fn app_with(
         luodi_cache::CacheMode::Off => None,
         _ => Some(Arc::new(luodi_cache::ResponseCache::new(config.cache.clone()).unwrap())),
     });
+    CACHES.lock().unwrap().extend(cache.clone());
     let state = AppState {
         backend: fake.clone(),
         embedder: Some(Arc::new(KeywordEmbedder)),
@@ -135,9 +136,16 @@ fn content(body: &str) -> String {
     v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
 }
 
-/// Waits for the background store of the previous answer.
+/// Every cache this test binary built, so [`settle`] can wait for their writes.
+static CACHES: Mutex<Vec<Arc<luodi_cache::ResponseCache>>> = Mutex::new(Vec::new());
+
+/// Waits until the background stores of the answers so far have ended (the cache's own
+/// in-flight count, not a sleep). Waiting for another test's cache too is harmless.
 async fn settle() {
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let caches: Vec<_> = CACHES.lock().unwrap().clone();
+    for cache in caches {
+        cache.writes().settled().await;
+    }
 }
 
 #[tokio::test]

@@ -327,3 +327,35 @@ fn bad_config_names_the_setting() {
     let err = Guarding::from_config(&config).err().unwrap();
     assert!(err.contains("nonexistent") && err.contains('c'), "{err}");
 }
+
+/// Validation comes before the guard: a request with a bad field is refused for that field,
+/// so it is never logged or counted as a guard decision (text completions used to guard first).
+#[tokio::test]
+async fn a_bad_field_is_refused_before_the_guard_looks() {
+    let (app, fake) = make_app("[guard.pii.entities]\nCN_MOBILE = \"block\"\n", Script::Tokens(vec!["x"]));
+    for (path, body) in [
+        ("/v1/completions", json!({"model": "tiny", "prompt": format!("打给{MOBILE}"), "temperature": 9})),
+        ("/v1/chat/completions", {
+            let mut c = chat(&format!("打给{MOBILE}"));
+            c["temperature"] = json!(9);
+            c
+        }),
+        ("/generate", json!({"prompt": format!("打给{MOBILE}"), "temperature": 9})),
+    ] {
+        let (status, body) = post(&app, path, body, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["param"], "temperature", "{path}: {body}");
+        assert_eq!(v["error"]["code"], "invalid_value", "{path}: {body}");
+    }
+    // The same prompts with valid fields are refused by the guard, naming the prompt field.
+    let (status, body) =
+        post(&app, "/v1/completions", json!({"model": "tiny", "prompt": format!("打给{MOBILE}")}), None).await;
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["error"]["code"].as_str(), v["error"]["param"].as_str()), (Some("pii_blocked"), Some("prompt")));
+    let (_, body) = post(&app, "/generate", json!({"prompt": format!("打给{MOBILE}")}), None).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["error"]["code"].as_str(), v["error"]["param"].as_str()), (Some("pii_blocked"), Some("prompt")));
+    assert!(fake.seen.lock().unwrap().is_empty());
+}

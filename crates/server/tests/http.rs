@@ -43,14 +43,22 @@ impl Backend for Fake {
         if self.full {
             return Err(ApiError::overloaded(2));
         }
+        let logprobs = request.logprobs;
         self.seen.lock().unwrap().push(request);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some(e) = &self.fail {
             tx.send(Err(e.clone())).unwrap();
             return Ok(rx);
         }
-        for t in ["Hello", ", ", "世界"] {
-            tx.send(Ok(GenEvent::Token { text: t.into(), info: None })).unwrap();
+        for (i, t) in ["Hello", ", ", "世界"].into_iter().enumerate() {
+            let lp = -(i as f32) - 0.5;
+            let info = logprobs.then(|| luodi_server::backend::TokenInfo {
+                token: t.into(),
+                logprob: lp,
+                bytes: t.as_bytes().to_vec(),
+                top: vec![(t.into(), lp, t.as_bytes().to_vec()), ("x".into(), lp - 1.0, b"x".to_vec())],
+            });
+            tx.send(Ok(GenEvent::Token { text: t.into(), info })).unwrap();
         }
         tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 5, completion_tokens: 3 })))
             .unwrap();
@@ -388,4 +396,64 @@ async fn openapi_document_lists_every_route() {
     assert!(chat["responses"]["200"]["content"]["text/event-stream"].is_object());
     let temperature = &doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["temperature"];
     assert_eq!((temperature["minimum"].as_f64(), temperature["maximum"].as_f64()), (Some(0.0), Some(2.0)));
+}
+
+/// A whole answer and the same answer streamed carry the same text and logprobs, in both
+/// wire formats (they are one pipeline; streamed text completions once lost `top_logprobs`).
+#[tokio::test]
+async fn streamed_and_whole_answers_carry_the_same_logprobs() {
+    let app = app();
+    for (path, mut body) in [
+        ("/v1/completions", json!({"model": "tiny", "prompt": "hi", "logprobs": 2})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 2}),
+        ),
+    ] {
+        let (status, _, whole) = call(app.clone(), "POST", path, Some(body.clone()), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let whole = json_of(&whole);
+        body["stream"] = json!(true);
+        let (status, _, sse) = call(app.clone(), "POST", path, Some(body), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let sse = String::from_utf8(sse).unwrap();
+        let chunks: Vec<Value> = sse
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let lp = &whole["choices"][0]["logprobs"];
+        if path == "/v1/completions" {
+            let mut streamed = (String::new(), vec![], vec![], vec![]);
+            for c in &chunks {
+                let choice = &c["choices"][0];
+                streamed.0 += choice["text"].as_str().unwrap();
+                if !choice["logprobs"].is_null() {
+                    streamed.1.extend(choice["logprobs"]["tokens"].as_array().unwrap().clone());
+                    streamed.2.extend(choice["logprobs"]["token_logprobs"].as_array().unwrap().clone());
+                    streamed
+                        .3
+                        .extend(choice["logprobs"]["top_logprobs"].as_array().expect("top_logprobs in chunks").clone());
+                }
+            }
+            assert_eq!(streamed.0, whole["choices"][0]["text"]);
+            assert_eq!(Value::from(streamed.1), lp["tokens"]);
+            assert_eq!(Value::from(streamed.2), lp["token_logprobs"]);
+            assert_eq!(Value::from(streamed.3), lp["top_logprobs"]);
+            assert_eq!(lp["top_logprobs"][2]["世界"], json!(-2.5));
+        } else {
+            let (mut text, mut content) = (String::new(), vec![]);
+            for c in &chunks {
+                let choice = &c["choices"][0];
+                text += choice["delta"]["content"].as_str().unwrap_or("");
+                if !choice["logprobs"].is_null() {
+                    content.extend(choice["logprobs"]["content"].as_array().unwrap().clone());
+                }
+            }
+            assert_eq!(text, whole["choices"][0]["message"]["content"]);
+            assert_eq!(Value::from(content), lp["content"]);
+            assert_eq!(lp["content"].as_array().unwrap().len(), 3);
+        }
+    }
 }

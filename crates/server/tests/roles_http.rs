@@ -59,11 +59,13 @@ async fn status(app: &axum::Router, method: &str, path: &str, key: &str, body: O
 async fn each_role_reaches_its_routes_and_no_further() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("k.db").display()), "luodi_").await.unwrap();
-    let (_, client) = store.create_key("app", Role::Client).await.unwrap();
+    let (client_info, client) = store.create_key("app", Role::Client).await.unwrap();
     let (reviewer_info, reviewer) = store.create_key("qa", Role::Reviewer).await.unwrap();
     let (_, admin) = store.create_key("ops", Role::Admin).await.unwrap();
-    let ring = KeyRing::start(store.clone(), Duration::from_millis(100)).await.unwrap();
+    // The background re-read is slow on purpose: the test refreshes the ring itself.
+    let ring = KeyRing::start(store.clone(), Duration::from_secs(3600)).await.unwrap();
     let config = ServerConfig::default();
+    let recorder = luodi_server::recorder::Recorder::start(store.clone(), Default::default());
     let state = AppState {
         backend: Arc::new(Fake),
         embedder: None,
@@ -73,9 +75,9 @@ async fn each_role_reaches_its_routes_and_no_further() {
         chat_template: true,
         cache: None,
         model_version: "tiny@1".into(),
-        recorder: Some(luodi_server::recorder::Recorder::start(store.clone(), Default::default())),
+        recorder: Some(recorder.clone()),
     };
-    let app = router(state, ApiKeys::new(vec!["configured-key".into()]).with_ring(ring));
+    let app = router(state, ApiKeys::new(vec!["configured-key".into()]).with_ring(ring.clone()));
     let chat = json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]});
 
     for key in [&client, &reviewer, &admin, &"configured-key".to_string()] {
@@ -85,6 +87,18 @@ async fn each_role_reaches_its_routes_and_no_further() {
             "{key}"
         );
     }
+    // Interactions record the id `luodi keys list` shows (a configured key: a hash id).
+    recorder.flush().await;
+    let page = store.list(&Default::default(), None, 10).await.unwrap();
+    let mut recorded: Vec<String> = page.items.iter().filter_map(|i| i.api_key_id.clone()).collect();
+    recorded.sort();
+    let listed: Vec<String> = store.list_keys().await.unwrap().into_iter().map(|k| k.id).collect();
+    assert!(listed.contains(&client_info.id));
+    assert_eq!(recorded.len(), 4, "{recorded:?}");
+    for id in &listed {
+        assert!(recorded.contains(id), "{id} not in {recorded:?}");
+    }
+    assert!(recorded.iter().any(|id| id.starts_with("config-") && !id.contains("configured-key")), "{recorded:?}");
     let (s, e) = status(&app, "GET", "/v1/interactions", &client, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(e["error"]["code"], "insufficient_role");
@@ -94,12 +108,15 @@ async fn each_role_reaches_its_routes_and_no_further() {
     assert_eq!(status(&app, "GET", "/admin/cache/stats", &admin, None).await.0, StatusCode::OK);
     assert_eq!(status(&app, "GET", "/admin/cache/stats", "configured-key", None).await.0, StatusCode::OK);
     // Wrong secret with a real id, and garbage, are 401.
-    let forged = format!("{}0", &reviewer[..reviewer.len() - 1]);
+    // The last character is changed to a different one (the secret is hex: never to itself).
+    let last = if reviewer.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &reviewer[..reviewer.len() - 1]);
+    assert_ne!(forged, reviewer);
     assert_eq!(status(&app, "GET", "/v1/models", &forged, None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(status(&app, "GET", "/v1/models", "nope", None).await.0, StatusCode::UNAUTHORIZED);
     // Revoked: refused once the ring has re-read the store.
     store.revoke_key(&reviewer_info.id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    ring.refresh().await.unwrap();
     assert_eq!(status(&app, "GET", "/v1/models", &reviewer, None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(status(&app, "GET", "/v1/models", &client, None).await.0, StatusCode::OK);
 }

@@ -451,27 +451,56 @@ mod tests {
 
     #[test]
     fn simd_equals_scalar() {
-        if super::super::simd_level() == "scalar" {
-            return; // nothing to compare on this CPU; the scalar path is what runs
-        }
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            let (_, q) = dense_and_quantized(32, 192, dtype);
-            let m = TiledMatrix::from_qtensor(&q).unwrap().unwrap();
-            let x = input(3, 192).flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let acts: Vec<QuantRow> = x.chunks_exact(192).map(quantize_row).collect();
-            let (mut a, mut b) = ([[0f32; ROWS]; 4], [[0f32; ROWS]; 4]);
-            match &m.tiles {
-                Tiles::Q41(t) => {
-                    scalar::q41(&t[..m.nb], &acts, &mut a);
-                    super::super::dispatch::q41(&t[..m.nb], &acts, &mut b);
-                }
-                Tiles::Q80(t) => {
-                    scalar::q80(&t[..m.nb], &acts, &mut a);
-                    super::super::dispatch::q80(&t[..m.nb], &acts, &mut b);
-                }
+        // Every SIMD kernel this CPU can run is compared, not only the one dispatch picks: on
+        // an AVX-512 machine the AVX2 kernel must be tested too.
+        type Kernel<T> = fn(&[T], &[QuantRow], &mut [[f32; ROWS]; 4]);
+        #[allow(unused_mut)]
+        let mut kernels: Vec<(&str, Kernel<TileQ41>, Kernel<TileQ80>)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::super::dispatch::has_avx512_vnni() {
+                // SAFETY: the features were checked just above; at most 4 rows, of this width.
+                kernels.push((
+                    "avx512",
+                    |t, a, o| unsafe { avx512::q41(t, a, o) },
+                    |t, a, o| unsafe { avx512::q80(t, a, o) },
+                ));
             }
-            for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{dtype:?}: scalar {x} vs simd {y}");
+            if super::super::dispatch::has_avx2() {
+                // SAFETY: as above, for AVX2/FMA/F16C.
+                kernels.push((
+                    "avx2",
+                    |t, a, o| unsafe { avx2::q41(t, a, o) },
+                    |t, a, o| unsafe { avx2::q80(t, a, o) },
+                ));
+            }
+        }
+        for (level, q41, q80) in kernels {
+            for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+                let (_, q) = dense_and_quantized(32, 192, dtype);
+                let m = TiledMatrix::from_qtensor(&q).unwrap().unwrap();
+                for rows in 1..=4 {
+                    let x = input(rows, 192).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let acts: Vec<QuantRow> = x.chunks_exact(192).map(quantize_row).collect();
+                    let (mut a, mut b) = ([[0f32; ROWS]; 4], [[0f32; ROWS]; 4]);
+                    match &m.tiles {
+                        Tiles::Q41(t) => {
+                            scalar::q41(&t[..m.nb], &acts, &mut a);
+                            q41(&t[..m.nb], &acts, &mut b);
+                        }
+                        Tiles::Q80(t) => {
+                            scalar::q80(&t[..m.nb], &acts, &mut a);
+                            q80(&t[..m.nb], &acts, &mut b);
+                        }
+                    }
+                    assert!(a[..rows].iter().flatten().any(|v| *v != 0.0), "{level} {dtype:?}: all zero");
+                    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
+                            "{level} {dtype:?} rows {rows}: scalar {x} vs {y}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -1,11 +1,11 @@
 //! `POST /v1/feedback`, `GET /v1/interactions` and `GET /v1/interactions/{id}`: ratings and
 //! corrections on answered requests, and the stored interactions to review.
 
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::recording::api_key_id;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use luodi_store::{Filter, NewFeedback, StoreError};
@@ -67,7 +67,7 @@ fn opt_string(
 )]
 pub async fn feedback(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let recorder = recorder(&state)?;
@@ -107,7 +107,8 @@ pub async fn feedback(
         Some(_) => return Err(ApiError::invalid("labels", "`labels` must be an array of at most 32 strings")),
     };
     // The reviewer is the API key when there is one; a `reviewer` name is for keyless setups.
-    let reviewer = match (api_key_id(&headers), opt_string(&body, "reviewer", 128)?) {
+    let key_id = caller.and_then(|c| c.0.key_id);
+    let reviewer = match (key_id, opt_string(&body, "reviewer", 128)?) {
         (Some(key), _) => key,
         (None, Some(name)) if !name.trim().is_empty() => name.trim().to_string(),
         (None, _) => "anonymous".to_string(),

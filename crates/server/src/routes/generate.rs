@@ -3,9 +3,12 @@
 //! The prompt is the user's message (chat template applied when the model has one) unless
 //! `"raw": true`; OpenAI sampling fields are accepted too.
 
-use super::{collect_answer, request_id, Answer, JsonObject};
+use super::{caller_key_id, request_id, JsonObject};
+use crate::auth::Caller;
 use crate::backend::GenRequest;
+use crate::caching::CacheDirectives;
 use crate::error::ApiError;
+use crate::pipeline::{self, Ask, Route};
 use crate::state::AppState;
 use crate::validate::{self, Fields};
 use axum::extract::State;
@@ -13,7 +16,6 @@ use axum::http::HeaderMap;
 use axum::Json;
 use luodi_engine::{ChatMessage, Prompt};
 use serde_json::{json, Value};
-use std::time::Instant;
 
 #[utoipa::path(
     post,
@@ -34,52 +36,40 @@ use std::time::Instant;
 pub async fn generate(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let f = Fields(&body);
     let text = f.required_string("prompt")?;
-    let mut guard = state.guard.request(request_id(&headers));
-    let text = guard.check_input("prompt", &text)?;
     let raw = f.bool("raw")?.unwrap_or(false);
     let prompt = if raw || !state.chat_template {
         Prompt::Raw(text)
     } else {
         Prompt::Chat(vec![ChatMessage::new("user", text)])
     };
-    let started = Instant::now();
-    let request = GenRequest {
+    let gen = GenRequest {
         prompt,
         max_tokens: validate::max_tokens(&f, &["max_length", "max_tokens"], state.backend.context_length(), 100)?,
         sampling: validate::sampling(&f)?,
         stop: f.stop()?,
-        deadline: state.config.request_timeout.map(|t| started + t),
+        deadline: None,
         logprobs: false,
     };
-    let capture = crate::recording::Capture::new(
-        &state,
-        crate::recording::Meta::new(&headers, None),
-        "generate",
-        &request.prompt,
-    );
-    let events = state.backend.submit(request)?;
-    let Answer { text, done, stored_text, guard, ttft, .. } =
-        collect_answer(events, Some(started), guard.output()).await?;
-    if let Some(capture) = capture {
-        capture.finish(crate::recording::Outcome {
-            text: stored_text,
-            finish_reason: done.finish_reason.to_string(),
-            prompt_tokens: done.prompt_tokens,
-            completion_tokens: done.completion_tokens,
-            ttft,
-            // /generate does not use the response cache.
-            cache: crate::caching::CacheStatus::Bypass,
-            guard,
-        });
-    }
+    let ask = Ask {
+        route: Route::Generate,
+        gen,
+        prompt_field: Some("prompt"),
+        style: None,
+        // /generate does not use the response cache.
+        cache: CacheDirectives { lookup: false, store: false },
+        request_id: request_id(&headers).to_string(),
+        api_key_id: caller_key_id(&caller),
+    };
+    let whole = pipeline::answer(&state, ask).await?.collect().await?;
     Ok(Json(json!({
-        "response": text,
-        "finish_reason": done.finish_reason,
-        "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens,
+        "response": whole.text,
+        "finish_reason": whole.done.finish_reason,
+        "prompt_tokens": whole.done.prompt_tokens,
+        "completion_tokens": whole.done.completion_tokens,
     })))
 }

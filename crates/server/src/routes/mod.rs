@@ -8,10 +8,14 @@ pub mod feedback;
 pub mod generate;
 pub mod system;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::pipeline::ChosenStyle;
+use crate::state::AppState;
 use crate::validate::parse_object;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
 /// A JSON object body; malformed JSON and over-limit bodies become OpenAI-shaped errors.
@@ -37,82 +41,34 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// A whole (non-streamed) answer.
-pub struct Answer {
-    pub text: String,
-    pub logprobs: Vec<crate::backend::TokenInfo>,
-    pub done: crate::backend::Finished,
-    /// Whether the output filter acted on it (such answers are never cached).
-    pub moderated: bool,
-    /// The answer as storage keeps it (pseudonyms not restored), every guard decision on the
-    /// request, and the time to the first token.
-    pub stored_text: String,
-    pub guard: Vec<luodi_store::GuardAction>,
-    pub ttft: Option<std::time::Duration>,
-}
-
-/// Drains a request's events into one answer through the guard's output filter, recording
-/// time to first token. When the filter blocks, the generation is cancelled (the events are
-/// dropped), the answer is what passed before the block and `finish_reason` is
-/// `content_filter` (usage then counts the tokens generated so far, and no prompt tokens).
-pub async fn collect_answer(
-    mut events: crate::backend::EventStream,
-    started: Option<std::time::Instant>,
-    mut filter: crate::guarding::OutputFilter,
-) -> Result<Answer, ApiError> {
-    use crate::backend::{Finished, GenEvent};
-    // `started` is None for answers replayed from the cache: they have no time to first token.
-    let (mut text, mut logprobs, mut first, mut tokens) = (String::new(), Vec::new(), started.is_some(), 0);
-    let mut ttft = None;
-    while let Some(event) = events.recv().await {
-        let released = match event? {
-            GenEvent::Token { text: piece, info } => {
-                if let (true, Some(started)) = (first, started) {
-                    metrics::histogram!("luodi_time_to_first_token_seconds").record(started.elapsed().as_secs_f64());
-                    ttft = Some(started.elapsed());
-                    first = false;
-                }
-                tokens += 1;
-                filter.push(&piece, info)
-            }
-            GenEvent::Done(done) => {
-                return Ok(match filter.finish() {
-                    Ok(rest) => {
-                        text.push_str(&rest.text);
-                        logprobs.extend(rest.infos);
-                        let (stored_text, guard) = (filter.stored_text().to_string(), filter.actions());
-                        Answer { text, logprobs, done, moderated: filter.acted(), stored_text, guard, ttft }
-                    }
-                    Err(_) => Answer {
-                        stored_text: filter.stored_text().to_string(),
-                        guard: filter.actions(),
-                        text,
-                        logprobs,
-                        done: Finished { finish_reason: CONTENT_FILTER, ..done },
-                        moderated: true,
-                        ttft,
-                    },
-                });
-            }
-        };
-        match released {
-            Ok(r) => {
-                text.push_str(&r.text);
-                logprobs.extend(r.infos);
-            }
-            Err(_) => {
-                drop(events);
-                let done = Finished { finish_reason: CONTENT_FILTER, prompt_tokens: 0, completion_tokens: tokens };
-                let (stored_text, guard) = (filter.stored_text().to_string(), filter.actions());
-                return Ok(Answer { text, logprobs, done, moderated: true, stored_text, guard, ttft });
-            }
+/// The answer style: from the body's `style`, else the `x-luodi-style` header, else the
+/// API key's (`key_styles`); an unknown name is a 400 listing the known ones.
+pub fn choose_style(
+    state: &AppState,
+    body: &Map<String, Value>,
+    headers: &HeaderMap,
+) -> Result<Option<ChosenStyle>, ApiError> {
+    let (name, param) = match (body.get("style"), headers.get("x-luodi-style")) {
+        (Some(Value::String(name)), _) => (Some(name.clone()), "style"),
+        (Some(Value::Null) | None, Some(h)) => {
+            let name = h.to_str().map_err(|_| ApiError::invalid("x-luodi-style", "`x-luodi-style` must be text"))?;
+            (Some(name.trim().to_string()), "x-luodi-style")
         }
+        (Some(Value::Null) | None, None) => {
+            (state.guard.key_style(crate::auth::bearer(headers)).map(str::to_string), "key_styles")
+        }
+        (Some(_), _) => return Err(ApiError::invalid("style", "`style` must be the name of a configured style")),
+    };
+    match name {
+        Some(name) => Ok(Some(ChosenStyle { text: state.guard.style(&name, param)?.to_string(), name })),
+        None => Ok(None),
     }
-    Err(ApiError::internal("the engine ended a request without finishing it"))
 }
 
-/// `finish_reason` of an answer the guard stopped.
-pub const CONTENT_FILTER: &str = "content_filter";
+/// The caller's key id, as authentication put it into the request.
+pub fn caller_key_id(caller: &Option<axum::Extension<Caller>>) -> Option<String> {
+    caller.as_ref().and_then(|c| c.0.key_id.clone())
+}
 
 /// The request id the request-id layer set (for guard logs).
 pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
