@@ -40,6 +40,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// `text` or `json` logs.
     pub log_format: String,
+    /// A request head must arrive whole within this many seconds of its first byte.
+    #[serde(with = "secs")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this many idle seconds.
+    #[serde(with = "secs")]
+    pub idle_timeout: Duration,
+    /// Open connections beyond this get a 503 and are closed.
+    pub max_connections: usize,
     /// Guardrails on prompts and answers (`[guard]`: PII, lexicons); see `luodi_guard`.
     pub guard: luodi_guard::GuardConfig,
     /// Named answer styles (`[styles.NAME]`), chosen per request with `"style"` or the
@@ -101,6 +109,9 @@ impl Default for ServerConfig {
             request_timeout: Some(Duration::from_secs(120)),
             shutdown_grace: Duration::from_secs(30),
             log_format: "text".into(),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
             guard: luodi_guard::GuardConfig::default(),
             styles: BTreeMap::new(),
             key_styles: BTreeMap::new(),
@@ -111,6 +122,23 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The connection limits, checked (a zero would close or refuse every connection).
+    pub fn connection_limits(&self) -> Result<crate::listener::ConnectionLimits, String> {
+        if self.max_connections == 0 {
+            return Err("`max_connections` must be at least 1".into());
+        }
+        for (name, v) in [("header_read_timeout", self.header_read_timeout), ("idle_timeout", self.idle_timeout)] {
+            if v.is_zero() {
+                return Err(format!("`{name}` must be more than 0 seconds"));
+            }
+        }
+        Ok(crate::listener::ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        })
+    }
+
     /// The continuous batching limits, checked.
     pub fn batch(&self) -> Result<luodi_engine::batch::BatchConfig, String> {
         for (name, v) in [

@@ -10,6 +10,7 @@ pub mod caching;
 pub mod config;
 pub mod error;
 pub mod guarding;
+pub mod listener;
 pub mod openapi;
 pub mod pipeline;
 pub mod recorder;
@@ -39,18 +40,33 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Serves until SIGTERM/SIGINT, then stops accepting and lets in-flight requests finish
 /// within the configured grace period.
 pub async fn serve(router: axum::Router, config: &config::ServerConfig) -> std::io::Result<()> {
+    let limits = config.connection_limits().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let grace = config.shutdown_grace;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        let _ = tx.send(());
-    });
+    serve_until(listener, router, limits, config.shutdown_grace, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `stop` completes, then drains for at most `grace`.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: listener::ConnectionLimits,
+    grace: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = listener::serve(listener, router, limits, rx);
+    tokio::pin!(server);
+    tokio::select! {
+        result = server.as_mut() => return result,
+        _ = stop => {
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            let _ = tx.send(true);
+        }
+    }
     tokio::select! {
         result = server => result,
-        _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => {
+        _ = tokio::time::sleep(grace) => {
             tracing::warn!(grace_s = grace.as_secs_f64(), "grace period over; exiting with requests still running");
             Ok(())
         }

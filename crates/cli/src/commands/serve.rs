@@ -55,6 +55,15 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "LUODI_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<f64>,
+    /// Seconds a request head may take to arrive after its first byte [default: 10].
+    #[arg(long, env = "LUODI_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<f64>,
+    /// Seconds an open connection may wait for its next request [default: 60].
+    #[arg(long, env = "LUODI_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<f64>,
+    /// Open connections beyond this get 503 and are closed [default: 1024].
+    #[arg(long, env = "LUODI_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "LUODI_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -123,6 +132,19 @@ impl ServeArgs {
             anyhow::ensure!(v >= 0.0 && v.is_finite(), "--shutdown-grace must be >= 0 seconds, got {v}");
             c.shutdown_grace = Duration::from_secs_f64(v);
         }
+        for (flag, value, target) in [
+            ("--header-read-timeout", self.header_read_timeout, &mut c.header_read_timeout),
+            ("--idle-timeout", self.idle_timeout, &mut c.idle_timeout),
+        ] {
+            if let Some(v) = value {
+                anyhow::ensure!(v > 0.0 && v.is_finite(), "{flag} must be more than 0 seconds, got {v}");
+                *target = Duration::from_secs_f64(v);
+            }
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        c.connection_limits().map_err(anyhow::Error::msg)?;
         if let Some(v) = &self.log_format {
             c.log_format = v.clone();
         }
