@@ -44,33 +44,48 @@ type Verified = HashMap<[u8; 32], (String, Role)>;
 pub struct KeyRing {
     active: Arc<RwLock<HashMap<String, (Role, String)>>>,
     verified: Arc<RwLock<Verified>>,
-    store: Option<luodi_store::Store>,
+    link: Option<crate::store_link::StoreLink>,
+    /// Whether the store's keys have been read at least once (until then no stored key is
+    /// known, so none is refused as wrong: the answer is 503, retry).
+    loaded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl KeyRing {
     /// Loads the store's active keys now, then every `every` in the background.
     pub async fn start(store: luodi_store::Store, every: Duration) -> Result<KeyRing, luodi_store::StoreError> {
-        let ring = KeyRing { store: Some(store), ..KeyRing::default() };
+        let ring = KeyRing::linked(crate::store_link::StoreLink::ready(store), every);
         ring.refresh().await?;
+        Ok(ring)
+    }
+
+    /// Reads the keys once the store is connected, then every `every`.
+    pub fn linked(link: crate::store_link::StoreLink, every: Duration) -> KeyRing {
+        let ring = KeyRing { link: Some(link.clone()), ..KeyRing::default() };
         let background = ring.clone();
         tokio::spawn(async move {
+            link.connected().await;
             loop {
-                tokio::time::sleep(every).await;
                 if let Err(e) = background.refresh().await {
                     tracing::warn!(error = %e, "cannot re-read API keys; keeping the last set");
                 }
+                tokio::time::sleep(every).await;
             }
         });
-        Ok(ring)
+        ring
     }
 
     /// Re-reads the store's active keys now (the background task does this every few
     /// seconds; tests and `luodi keys revoke` on the same process need not wait for it).
     pub async fn refresh(&self) -> Result<(), luodi_store::StoreError> {
-        if let Some(store) = &self.store {
+        if let Some(store) = self.link.as_ref().and_then(|l| l.get()) {
             self.replace(store.active_keys().await?);
+            self.loaded.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn replace(&self, keys: Vec<luodi_store::ActiveKey>) {
@@ -104,16 +119,29 @@ impl KeyRing {
 }
 
 /// Accepted API keys; none at all means authentication is off.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ApiKeys {
     configured: Arc<Vec<Vec<u8>>>,
     ring: Option<KeyRing>,
+    /// Whether the API may be open when no key exists (only on a loopback address).
+    open_allowed: bool,
+}
+
+impl Default for ApiKeys {
+    /// No keys: open (for a server on loopback).
+    fn default() -> Self {
+        ApiKeys::new(vec![])
+    }
 }
 
 impl ApiKeys {
     /// Keys from configuration; they have every right (admin).
     pub fn new(keys: Vec<String>) -> Self {
-        ApiKeys { configured: Arc::new(keys.into_iter().map(String::into_bytes).collect()), ring: None }
+        ApiKeys {
+            configured: Arc::new(keys.into_iter().map(String::into_bytes).collect()),
+            ring: None,
+            open_allowed: true,
+        }
     }
 
     pub fn with_ring(mut self, ring: KeyRing) -> Self {
@@ -121,8 +149,31 @@ impl ApiKeys {
         self
     }
 
+    /// Never open without keys on a non-loopback address (the CLI binds to loopback when it
+    /// knows at start-up that no key exists; when the store is not reachable yet it cannot
+    /// know, keeps the address, and the API stays closed until a key exists).
+    pub fn open_only_on_loopback(mut self, loopback: bool) -> Self {
+        self.open_allowed = loopback;
+        self
+    }
+
     pub fn is_open(&self) -> bool {
-        self.configured.is_empty() && self.ring.as_ref().is_none_or(KeyRing::is_empty)
+        self.open_allowed
+            && self.configured.is_empty()
+            && self.ring.as_ref().is_none_or(|r| r.is_loaded() && r.is_empty())
+    }
+
+    pub fn configured_count(&self) -> usize {
+        self.configured.len()
+    }
+
+    pub fn ring(&self) -> Option<&KeyRing> {
+        self.ring.as_ref()
+    }
+
+    /// True while stored keys may exist but have not been read yet.
+    fn keys_pending(&self) -> bool {
+        self.ring.as_ref().is_some_and(|r| !r.is_loaded())
     }
 
     /// Compares against every configured key in constant time, so timing reveals neither
@@ -157,6 +208,9 @@ pub async fn require_key(State(keys): State<ApiKeys>, mut req: Request, next: Ne
         Some(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
+        }
+        None if keys.keys_pending() => {
+            ApiError::store_unavailable("API key store", "the interaction store is not connected yet").into_response()
         }
         None => ApiError::unauthorized().into_response(),
     }

@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod recording;
 pub mod routes;
 pub mod state;
+pub mod store_link;
 pub mod validate;
 pub mod worker;
 

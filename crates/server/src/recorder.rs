@@ -4,6 +4,7 @@
 //! and once it is full new records are dropped, counted (`luodi_store_dropped_total`) and
 //! logged. On graceful shutdown everything buffered is written before the process exits.
 
+use crate::store_link::StoreLink;
 use luodi_store::{Interaction, Store};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,7 +37,7 @@ impl Default for RecorderConfig {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Msg>,
-    store: Store,
+    link: StoreLink,
     warned_full: Arc<AtomicBool>,
     /// Records dropped because the buffer was full (also in `luodi_store_dropped_total`).
     dropped: Arc<AtomicU64>,
@@ -44,21 +45,36 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task (on the current runtime).
+    /// Starts the writer task (on the current runtime) for a store already open.
     pub fn start(store: Store, config: RecorderConfig) -> Recorder {
+        Recorder::linked(StoreLink::ready(store), config)
+    }
+
+    /// Starts the writer task for a store that may still be connecting: until it is, records
+    /// wait in the buffer (and past it are dropped and counted, as during an outage).
+    pub fn linked(link: StoreLink, config: RecorderConfig) -> Recorder {
         let (tx, rx) = mpsc::channel(config.buffer.max(1));
-        let handle = tokio::spawn(write_loop(store.clone(), rx, config));
+        let writer_link = link.clone();
+        let handle = tokio::spawn(async move {
+            let store = writer_link.connected().await;
+            write_loop(store, rx, config).await
+        });
         Recorder {
             tx,
-            store,
+            link,
             warned_full: Arc::new(AtomicBool::new(false)),
             dropped: Arc::new(AtomicU64::new(0)),
             done: Arc::new(tokio::sync::Mutex::new(Some(handle))),
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store, once connected.
+    pub fn store(&self) -> Option<Store> {
+        self.link.get()
+    }
+
+    pub fn link(&self) -> &StoreLink {
+        &self.link
     }
 
     /// Hands a record to the writer; never waits. A full buffer drops it (counted, logged once
@@ -94,6 +110,9 @@ impl Recorder {
     /// Waits until everything recorded before this call is written (or the writer gave up on
     /// it); feedback on a just-answered request uses it.
     pub async fn flush(&self) {
+        if self.link.get().is_none() {
+            return; // nothing can be written before the store is connected
+        }
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
             let _ = rx.await;
@@ -102,6 +121,14 @@ impl Recorder {
 
     /// Writes what is buffered and stops the writer (graceful shutdown).
     pub async fn shutdown(&self) {
+        if self.link.get().is_none() {
+            let waiting = self.tx.max_capacity() - self.tx.capacity();
+            tracing::error!(
+                records = waiting,
+                "shutting down before the interaction store was reachable: buffered records are lost"
+            );
+            metrics::counter!("luodi_store_dropped_total", "reason" => "never_connected").increment(waiting as u64);
+        }
         self.flush().await;
         if let Some(handle) = self.done.lock().await.take() {
             handle.abort();

@@ -181,7 +181,7 @@ async fn shutdown_writes_everything_buffered() {
         ids.push(call(&app, "POST", "/v1/chat/completions", Some(ask)).await.2.unwrap());
     }
     recorder.shutdown().await;
-    assert_eq!(recorder.store().count_interactions().await.unwrap(), 50);
+    assert_eq!(recorder.store().unwrap().count_interactions().await.unwrap(), 50);
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn a_dead_store_never_fails_requests_and_its_backlog_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let settings = RecorderConfig { buffer: 4, batch: 1, flush_interval: std::time::Duration::from_millis(10) };
     let (app, recorder) = app_with(dir.path(), settings).await;
-    recorder.store().close().await; // every write now fails; the writer retries with backoff
+    recorder.store().unwrap().close().await; // every write now fails; the writer retries with backoff
     for i in 0..30 {
         let ask = json!({"model": "tiny", "messages": [{"role": "user", "content": format!("q{i}")}]});
         let (status, body, _) = call(&app, "POST", "/v1/chat/completions", Some(ask)).await;

@@ -189,12 +189,42 @@ fn file_sha256(path: &std::path::Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Deletes interactions past the retention period, hourly.
-fn spawn_retention(db: luodi_store::Store, days: u32) {
+/// Opens the store; one that cannot be reached within a few seconds is connected in the
+/// background instead (the server serves meanwhile). A malformed setting stays an error.
+async fn connect_store(url: String, prefix: String, shown: String) -> Result<luodi_server::store_link::StoreLink> {
+    use luodi_server::store_link::{Backoff, StoreLink};
+    use luodi_store::{Store, StoreError};
+    let first = tokio::time::timeout(Duration::from_secs(5), Store::open(&url, &prefix)).await;
+    let error = match first {
+        Ok(Ok(db)) => {
+            tracing::info!(backend = db.backend(), "recording interactions");
+            return Ok(StoreLink::ready(db));
+        }
+        Ok(Err(e @ StoreError::Invalid { .. })) => {
+            return Err(anyhow::Error::from(e).context(format!("opening the interaction store {shown}")))
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 5 s".to_string(),
+    };
+    tracing::warn!(store = %shown, error, "interaction store unreachable at start-up: serving anyway, connecting in the background; records are buffered (and dropped past store.buffer)");
+    Ok(StoreLink::connect(shown, Backoff::default(), move || {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move { Store::open(&url, &prefix).await }
+    }))
+}
+
+/// Whether stored API keys may exist but are not read yet (the store is connecting).
+fn ring_pending(keys: &ApiKeys) -> bool {
+    !keys.is_open() && keys.configured_count() == 0 && keys.ring().is_some_and(|r| !r.is_loaded())
+}
+
+/// Deletes interactions past the retention period, hourly, once the store is connected.
+fn spawn_retention(link: luodi_server::store_link::StoreLink, days: u32) {
     if days == 0 {
         return;
     }
     tokio::spawn(async move {
+        let db = link.connected().await;
         loop {
             let now =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -276,22 +306,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 .url
                 .clone()
                 .unwrap_or_else(|| format!("sqlite://{}", store.home().join("luodi.db").display()));
-            let db = luodi_store::Store::open(&url, &config.store.table_prefix).await.with_context(|| {
-                format!("opening the interaction store {}", url.split('@').next_back().unwrap_or(&url))
-            })?;
-            tracing::info!(backend = db.backend(), "recording interactions");
-            ring = Some(
-                luodi_server::auth::KeyRing::start(db.clone(), Duration::from_secs(5))
-                    .await
-                    .context("reading API keys from the store")?,
-            );
-            spawn_retention(db.clone(), config.store.retention_days);
+            let shown = url.split('@').next_back().unwrap_or(&url).to_string();
+            let link = connect_store(url, config.store.table_prefix.clone(), shown).await?;
+            ring = Some(luodi_server::auth::KeyRing::linked(link.clone(), Duration::from_secs(5)));
+            if let Some(ring) = &ring {
+                ring.refresh().await.context("reading API keys from the store")?;
+            }
+            spawn_retention(link.clone(), config.store.retention_days);
             let settings = luodi_server::recorder::RecorderConfig {
                 buffer: config.store.buffer,
                 batch: config.store.batch,
                 flush_interval: Duration::from_millis(config.store.flush_ms),
             };
-            Some(luodi_server::recorder::Recorder::start(db, settings))
+            Some(luodi_server::recorder::Recorder::linked(link, settings))
         } else {
             None
         };
@@ -300,16 +327,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
         if let Some(ring) = ring {
             api_keys = api_keys.with_ring(ring);
         }
-        if api_keys.is_open() {
-            // Without any key, only this machine may call the API.
-            if !matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+        let pending = ring_pending(&api_keys);
+        if api_keys.is_open() || pending {
+            // Without any key, only this machine may call the API. While the store (and so
+            // its keys) is not reachable yet the address is kept, but the API stays closed
+            // there until a key exists.
+            if pending {
+                tracing::warn!("API keys in the store are not known yet: requests get 503 until it is connected");
+            } else if !matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
                 tracing::warn!(requested = %config.host, "no API keys configured: binding to 127.0.0.1 only (create one with `luodi keys create`)");
                 config.host = "127.0.0.1".into();
             } else {
                 tracing::warn!("no API keys configured: serving on loopback only, without authentication");
             }
         }
-        let app = router(state, api_keys);
+        let loopback = matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1");
+        let app = router(state, api_keys.open_only_on_loopback(loopback));
         let served = luodi_server::serve(app, &config).await;
         if let Some(r) = &recorder {
             // Graceful shutdown: nothing buffered is lost.

@@ -35,6 +35,11 @@ fn recorder(state: &AppState) -> Result<&crate::recorder::Recorder, ApiError> {
     })
 }
 
+/// The store, or a 503 while it is still connecting.
+fn store(recorder: &crate::recorder::Recorder) -> Result<luodi_store::Store, ApiError> {
+    recorder.store().ok_or_else(|| ApiError::store_unavailable("interaction store", "not connected yet"))
+}
+
 fn opt_string(
     body: &serde_json::Map<String, Value>,
     field: &'static str,
@@ -121,11 +126,12 @@ pub async fn feedback(
         comment: opt_string(&body, "comment", 10_000)?,
         labels,
     };
-    let stored = match recorder.store().add_feedback(&new).await {
+    let db = store(recorder)?;
+    let stored = match db.add_feedback(&new).await {
         // The answer may still be in the write buffer: flush it and look again.
         Err(StoreError::UnknownRequest(_)) => {
             recorder.flush().await;
-            recorder.store().add_feedback(&new).await
+            db.add_feedback(&new).await
         }
         other => other,
     }
@@ -218,10 +224,11 @@ pub async fn interactions(
 ) -> Result<Json<Value>, ApiError> {
     let recorder = recorder(&state)?;
     let (filter, cursor, limit) = parse_filter(&q)?;
-    let page = recorder.store().list(&filter, cursor.as_deref(), limit).await.map_err(store_error)?;
+    let db = store(recorder)?;
+    let page = db.list(&filter, cursor.as_deref(), limit).await.map_err(store_error)?;
     let mut data = Vec::with_capacity(page.items.len());
     for item in page.items {
-        let feedback = recorder.store().feedback_for(&item.id).await.map_err(store_error)?;
+        let feedback = db.feedback_for(&item.id).await.map_err(store_error)?;
         let mut v = serde_json::to_value(item).map_err(ApiError::internal)?;
         v["feedback"] = serde_json::to_value(feedback).map_err(ApiError::internal)?;
         data.push(v);
@@ -245,13 +252,14 @@ pub async fn interactions(
 )]
 pub async fn interaction(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let recorder = recorder(&state)?;
-    let mut found = recorder.store().interaction(&id).await.map_err(store_error)?;
+    let db = store(recorder)?;
+    let mut found = db.interaction(&id).await.map_err(store_error)?;
     if found.is_none() {
         recorder.flush().await;
-        found = recorder.store().interaction(&id).await.map_err(store_error)?;
+        found = db.interaction(&id).await.map_err(store_error)?;
     }
     let item = found.ok_or_else(|| store_error(StoreError::UnknownRequest(id.clone())))?;
-    let feedback = recorder.store().feedback_for(&id).await.map_err(store_error)?;
+    let feedback = db.feedback_for(&id).await.map_err(store_error)?;
     let mut v = serde_json::to_value(item).map_err(ApiError::internal)?;
     v["feedback"] = serde_json::to_value(feedback).map_err(ApiError::internal)?;
     Ok(Json(v))

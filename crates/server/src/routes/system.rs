@@ -35,7 +35,11 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         return Err(ApiError::not_ready());
     }
     let (waiting, running) = state.backend.load();
-    Ok(Json(json!({"status": "ready", "model": state.backend.model_id(), "waiting": waiting, "running": running})))
+    // The store is not needed to answer: a store still connecting is reported, not a 503.
+    let store = state.recorder.as_ref().map_or("off", |r| r.link().state());
+    Ok(Json(json!({
+        "status": "ready", "model": state.backend.model_id(), "waiting": waiting, "running": running, "store": store,
+    })))
 }
 
 /// The served models: the generation model, and the embedding model if any.
