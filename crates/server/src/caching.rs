@@ -4,13 +4,13 @@
 //! moderation touched, answers that did not end on their own (`stop`) or at `max_tokens`
 //! (a deadline cut them), and requests with logprobs (not kept).
 
+use crate::backend::{ChatMessage, FinishReason};
 use crate::backend::{Embedder, EventStream, Finished, GenEvent, GenRequest};
 use crate::error::ApiError;
 use crate::pipeline::Route;
 use crate::state::AppState;
 use axum::http::HeaderMap;
 use luodi_cache::{CacheMode, CachedAnswer, KeyInput, Message, ResponseCache, Sampling};
-use luodi_engine::ChatMessage;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -165,7 +165,7 @@ pub fn replay(answer: &CachedAnswer) -> EventStream {
     for piece in chars.chunks(8) {
         let _ = tx.send(Ok(GenEvent::Token { text: piece.iter().collect(), info: None }));
     }
-    let finish_reason = if answer.finish_reason == "length" { "length" } else { "stop" };
+    let finish_reason = if answer.finish_reason == "length" { FinishReason::Length } else { FinishReason::Stop };
     let done =
         Finished { finish_reason, prompt_tokens: answer.prompt_tokens, completion_tokens: answer.completion_tokens };
     let _ = tx.send(Ok(GenEvent::Done(done)));
@@ -219,18 +219,19 @@ impl CachePlan {
     pub fn store(
         self,
         text: String,
-        finish_reason: &str,
+        finish_reason: FinishReason,
         prompt_tokens: usize,
         completion_tokens: usize,
         moderated: bool,
     ) {
-        let complete = finish_reason == "stop" || (finish_reason == "length" && completion_tokens == self.max_tokens);
+        let complete = finish_reason == FinishReason::Stop
+            || (finish_reason == FinishReason::Length && completion_tokens == self.max_tokens);
         if !self.store || moderated || !complete {
             return;
         }
         let answer = CachedAnswer {
             text,
-            finish_reason: finish_reason.to_string(),
+            finish_reason: finish_reason.as_str().to_string(),
             prompt_tokens,
             completion_tokens,
             question: self.semantic.as_ref().map(|(_, q)| q.clone()),

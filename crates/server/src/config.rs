@@ -61,6 +61,14 @@ pub struct ServerConfig {
     pub store: StoreSettings,
 }
 
+/// How much one continuous batch may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_num_seqs: usize,
+    pub max_batch_tokens: usize,
+    pub kv_memory_bytes: usize,
+}
+
 /// `[store]`: where interactions and feedback go.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -139,8 +147,9 @@ impl ServerConfig {
         })
     }
 
-    /// The continuous batching limits, checked.
-    pub fn batch(&self) -> Result<luodi_engine::batch::BatchConfig, String> {
+    /// The continuous batching limits, checked (the engine adapter turns them into its own
+    /// batch configuration).
+    pub fn batch(&self) -> Result<BatchLimits, String> {
         for (name, v) in [
             ("max_num_seqs", self.max_num_seqs),
             ("max_batch_tokens", self.max_batch_tokens),
@@ -150,11 +159,10 @@ impl ServerConfig {
                 return Err(format!("`{name}` must be at least 1"));
             }
         }
-        Ok(luodi_engine::batch::BatchConfig {
+        Ok(BatchLimits {
             max_num_seqs: self.max_num_seqs,
             max_batch_tokens: self.max_batch_tokens,
             kv_memory_bytes: self.kv_memory_mib << 20,
-            block_size: 16,
         })
     }
 

@@ -1,9 +1,9 @@
 //! The server's one error type, and the one place errors become HTTP responses (OpenAI's
 //! `{"error": {"message", "type", "param", "code"}}` shape) and metric labels.
 
+use crate::backend::BackendError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use luodi_engine::EngineError;
 use serde::Serialize;
 
 #[derive(Debug, Clone)]
@@ -159,10 +159,13 @@ impl ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
         match e {
-            EngineError::ContextOverflow { prompt_tokens, max_tokens, context_length } => {
+            BackendError::NotReady => ApiError::not_ready(),
+            BackendError::Overloaded { retry_after } => ApiError::overloaded(retry_after),
+            BackendError::TimedOut => ApiError::timed_out(),
+            BackendError::ContextOverflow { prompt_tokens, max_tokens, context_length } => {
                 let mut err = ApiError::invalid(
                     "messages",
                     format!(
@@ -172,16 +175,16 @@ impl From<EngineError> for ApiError {
                 err.code = Some("context_length_exceeded");
                 err
             }
-            EngineError::InvalidParameter { field, message } => {
-                ApiError::invalid(field, format!("`{field}` {message}"))
+            BackendError::InvalidParameter { field, message } => {
+                ApiError::invalid(&field, format!("`{field}` {message}"))
             }
-            EngineError::Template(message) => ApiError::invalid("messages", message),
-            e @ EngineError::KvBudgetExceeded { .. } => {
-                let mut err = ApiError::invalid("messages", e.to_string());
+            BackendError::Template(message) => ApiError::invalid("messages", message),
+            BackendError::KvBudgetExceeded(message) => {
+                let mut err = ApiError::invalid("messages", message);
                 err.code = Some("context_length_exceeded");
                 err
             }
-            other => ApiError::internal(other),
+            BackendError::Internal(detail) => ApiError::internal(detail),
         }
     }
 }

@@ -3,10 +3,10 @@
 //! the client sees them, and every decision is logged and counted (never the matched value).
 //! Also the answer styles (`[styles.NAME]`), rendered into a system message.
 
+use crate::backend::ChatMessage;
 use crate::backend::TokenInfo;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use luodi_engine::ChatMessage;
 use luodi_guard::{AuditEvent, Blocked, Guard, GuardConfig, Outcome, PseudonymMap, StreamModerator};
 use luodi_store::GuardAction;
 use serde::Deserialize;

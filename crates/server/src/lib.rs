@@ -1,7 +1,7 @@
 //! luodi's HTTP server: the OpenAI-compatible API, the plain `/generate` contract, health,
 //! readiness and Prometheus metrics, in front of the engine.
 //!
-//! The server knows the engine only through [`backend::Backend`].
+//! The server knows the engine only through [`backend::Backend`]; it does not depend on it.
 
 pub mod app;
 pub mod auth;
@@ -19,7 +19,6 @@ pub mod routes;
 pub mod state;
 pub mod store_link;
 pub mod validate;
-pub mod worker;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;

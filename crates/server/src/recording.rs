@@ -1,9 +1,9 @@
 //! What is recorded about one answered request, and handing it to the [`Recorder`].
 
+use crate::backend::Prompt;
 use crate::caching::CacheStatus;
 use crate::recorder::Recorder;
 use crate::state::AppState;
-use luodi_engine::Prompt;
 use luodi_store::{GuardAction, Interaction};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

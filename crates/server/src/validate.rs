@@ -2,8 +2,8 @@
 //! the field and what is allowed (`` `top_p` must be in (0, 1] ``).
 
 use crate::backend::GenRequest;
+use crate::backend::{ChatMessage, Prompt, Sampling};
 use crate::error::ApiError;
-use luodi_engine::{ChatMessage, Prompt, SamplingParams};
 use serde_json::{Map, Value};
 
 /// A JSON object body, or a 400 that says why not.
@@ -99,23 +99,21 @@ impl Fields<'_> {
 /// Sampling fields shared by the chat, completion and generate endpoints. OpenAI's
 /// defaults (temperature 1, top_p 1, no top-k or min-p) unless the luodi extensions
 /// `top_k`, `min_p`, `repetition_penalty` are given.
-pub fn sampling(f: &Fields) -> Result<SamplingParams, ApiError> {
-    let defaults = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplingParams::default() };
+pub fn sampling(f: &Fields) -> Result<Sampling, ApiError> {
     let n = f.integer("n", 1, u64::MAX)?;
     if n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("n", "`n` must be 1: this server returns one choice per request"));
     }
-    Ok(SamplingParams {
-        temperature: f.number("temperature", 0.0, 2.0, false)?.unwrap_or(defaults.temperature),
-        top_p: f.number("top_p", 0.0, 1.0, true)?.unwrap_or(defaults.top_p),
-        top_k: f.integer("top_k", 0, 1_000_000)?.map_or(defaults.top_k, |k| k as usize),
-        min_p: f.number("min_p", 0.0, 1.0, false)?.unwrap_or(defaults.min_p),
+    Ok(Sampling {
+        temperature: f.number("temperature", 0.0, 2.0, false)?.unwrap_or(1.0),
+        top_p: f.number("top_p", 0.0, 1.0, true)?.unwrap_or(1.0),
+        top_k: f.integer("top_k", 0, 1_000_000)?.map_or(0, |k| k as usize),
+        min_p: f.number("min_p", 0.0, 1.0, false)?.unwrap_or(0.0),
         repetition_penalty: f.number("repetition_penalty", 0.0, 10.0, true)?.unwrap_or(1.0),
         frequency_penalty: f.number("frequency_penalty", -2.0, 2.0, false)?.unwrap_or(0.0),
         presence_penalty: f.number("presence_penalty", -2.0, 2.0, false)?.unwrap_or(0.0),
         seed: f.seed()?,
         top_logprobs: 0,
-        ..defaults
     })
 }
 

@@ -6,11 +6,12 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use luodi_engine::Prompt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, Embedder, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::backend::Prompt;
+use luodi_server::backend::{
+    Backend, BackendError, Embedder, EventStream, FinishReason, Finished, GenEvent, GenRequest,
+};
 use luodi_server::config::ServerConfig;
-use luodi_server::error::ApiError;
 use luodi_server::guarding::Guarding;
 use luodi_server::state::AppState;
 use serde_json::{json, Value};
@@ -35,14 +36,15 @@ impl Backend for Fake {
     fn is_ready(&self) -> bool {
         true
     }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
         self.generations.fetch_add(1, Ordering::SeqCst);
         *self.last_prompt.lock().unwrap() = Some(request.prompt.clone());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         for t in &self.tokens {
             tx.send(Ok(GenEvent::Token { text: t.to_string(), info: None })).unwrap();
         }
-        let done = Finished { finish_reason: "stop", prompt_tokens: 7, completion_tokens: self.tokens.len() };
+        let done =
+            Finished { finish_reason: FinishReason::Stop, prompt_tokens: 7, completion_tokens: self.tokens.len() };
         tx.send(Ok(GenEvent::Done(done))).unwrap();
         Ok(rx)
     }
@@ -62,7 +64,7 @@ impl Embedder for KeywordEmbedder {
     fn max_tokens(&self) -> usize {
         256
     }
-    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), ApiError> {
+    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), BackendError> {
         let v = inputs
             .iter()
             .map(|t| {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Fake, Script};
-use luodi_server::backend::{Finished, GenEvent};
+use luodi_server::backend::{FinishReason, Finished, GenEvent};
 use luodi_server::config::ServerConfig;
 use luodi_server::listener::ConnectionLimits;
 use std::net::SocketAddr;
@@ -115,7 +115,8 @@ async fn a_long_stream_outlives_both_timeouts() {
     // Several times both limits pass while the answer is running: it must not be cut.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     tx.send(Ok(GenEvent::Token { text: "last".into(), info: None })).unwrap();
-    tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 1, completion_tokens: 2 }))).unwrap();
+    tx.send(Ok(GenEvent::Done(Finished { finish_reason: FinishReason::Stop, prompt_tokens: 1, completion_tokens: 2 })))
+        .unwrap();
     let sent = read_to_close(&mut conn).await;
     assert!(sent.contains("first ") && sent.contains("last") && sent.contains("data: [DONE]"), "{sent}");
 }
@@ -173,7 +174,8 @@ async fn shutdown_drains_an_answer_that_is_running() {
     // New connections are refused once the listener is gone; the running answer goes on.
     let tx = fake.sender(0);
     tx.send(Ok(GenEvent::Token { text: "drained".into(), info: None })).unwrap();
-    tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 1, completion_tokens: 1 }))).unwrap();
+    tx.send(Ok(GenEvent::Done(Finished { finish_reason: FinishReason::Stop, prompt_tokens: 1, completion_tokens: 1 })))
+        .unwrap();
     let sent = read_to_close(&mut conn).await;
     assert!(sent.starts_with("HTTP/1.1 200") && sent.contains("\"content\":\"drained\""), "{sent}");
     // With the answer sent, the server stops by itself (within the grace, not because of it).

@@ -5,9 +5,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
-use luodi_server::error::ApiError;
 use luodi_server::guarding::Guarding;
 use luodi_server::recorder::{Recorder, RecorderConfig};
 use luodi_server::state::AppState;
@@ -27,13 +26,17 @@ impl Backend for Fake {
     fn is_ready(&self) -> bool {
         true
     }
-    fn submit(&self, _request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, _request: GenRequest) -> Result<EventStream, BackendError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         for t in ["您好，", "我们九点", "开门。"] {
             tx.send(Ok(GenEvent::Token { text: t.into(), info: None })).unwrap();
         }
-        tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 9, completion_tokens: 3 })))
-            .unwrap();
+        tx.send(Ok(GenEvent::Done(Finished {
+            finish_reason: FinishReason::Stop,
+            prompt_tokens: 9,
+            completion_tokens: 3,
+        })))
+        .unwrap();
         Ok(rx)
     }
     fn load(&self) -> (usize, usize) {

@@ -4,11 +4,10 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use luodi_engine::Prompt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::backend::Prompt;
+use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
-use luodi_server::error::ApiError;
 use luodi_server::guarding::Guarding;
 use luodi_server::state::AppState;
 use serde_json::{json, Value};
@@ -34,7 +33,7 @@ enum Script {
 struct Fake {
     script: Script,
     seen: Mutex<Vec<GenRequest>>,
-    senders: Mutex<Vec<UnboundedSender<Result<GenEvent, ApiError>>>>,
+    senders: Mutex<Vec<UnboundedSender<Result<GenEvent, BackendError>>>>,
 }
 
 impl Backend for Fake {
@@ -47,7 +46,7 @@ impl Backend for Fake {
     fn is_ready(&self) -> bool {
         true
     }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let owned = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (tokens, done) = match &self.script {
@@ -68,7 +67,8 @@ impl Backend for Fake {
             tx.send(Ok(GenEvent::Token { text: t.clone(), info: None })).unwrap();
         }
         if done {
-            let finished = Finished { finish_reason: "stop", prompt_tokens: 5, completion_tokens: tokens.len() };
+            let finished =
+                Finished { finish_reason: FinishReason::Stop, prompt_tokens: 5, completion_tokens: tokens.len() };
             tx.send(Ok(GenEvent::Done(finished))).unwrap();
         }
         self.senders.lock().unwrap().push(tx);

@@ -4,9 +4,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
-use luodi_server::error::ApiError;
 use luodi_server::state::AppState;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,7 @@ use tower::ServiceExt;
 struct Fake {
     ready: bool,
     full: bool,
-    fail: Option<ApiError>,
+    fail: Option<BackendError>,
     seen: Mutex<Vec<GenRequest>>,
 }
 
@@ -36,12 +35,12 @@ impl Backend for Fake {
     fn is_ready(&self) -> bool {
         self.ready
     }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
         if !self.ready {
-            return Err(ApiError::not_ready());
+            return Err(BackendError::NotReady);
         }
         if self.full {
-            return Err(ApiError::overloaded(2));
+            return Err(BackendError::Overloaded { retry_after: 2 });
         }
         let logprobs = request.logprobs;
         self.seen.lock().unwrap().push(request);
@@ -60,8 +59,12 @@ impl Backend for Fake {
             });
             tx.send(Ok(GenEvent::Token { text: t.into(), info })).unwrap();
         }
-        tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 5, completion_tokens: 3 })))
-            .unwrap();
+        tx.send(Ok(GenEvent::Done(Finished {
+            finish_reason: FinishReason::Stop,
+            prompt_tokens: 5,
+            completion_tokens: 3,
+        })))
+        .unwrap();
         Ok(rx)
     }
     fn load(&self) -> (usize, usize) {
@@ -262,11 +265,7 @@ async fn not_ready_is_503() {
 
 #[tokio::test]
 async fn context_overflow_is_400_with_the_numbers() {
-    let err = ApiError::from(luodi_engine::EngineError::ContextOverflow {
-        prompt_tokens: 120,
-        max_tokens: 10,
-        context_length: 100,
-    });
+    let err = BackendError::ContextOverflow { prompt_tokens: 120, max_tokens: 10, context_length: 100 };
     let (app, _) = app_with(Fake { fail: Some(err), ..Fake::new() }, vec![], ServerConfig::default());
     let (s, _, b) = call(app, "POST", "/v1/chat/completions", Some(chat_body()), None).await;
     assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "maximum context length is 100 tokens");
@@ -307,7 +306,7 @@ impl luodi_server::backend::Embedder for FakeEmbedder {
     fn max_tokens(&self) -> usize {
         8
     }
-    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), ApiError> {
+    fn embed(&self, inputs: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), BackendError> {
         Ok((inputs.iter().map(|s| vec![s.len() as f32, 0.5]).collect(), inputs.iter().map(|_| 3).collect()))
     }
 }

@@ -6,9 +6,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys, KeyRing};
-use luodi_server::backend::{Backend, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
-use luodi_server::error::ApiError;
 use luodi_server::guarding::Guarding;
 use luodi_server::state::AppState;
 use luodi_store::{Role, Store};
@@ -29,11 +28,15 @@ impl Backend for Fake {
     fn is_ready(&self) -> bool {
         true
     }
-    fn submit(&self, _request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, _request: GenRequest) -> Result<EventStream, BackendError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tx.send(Ok(GenEvent::Token { text: "ok".into(), info: None })).unwrap();
-        tx.send(Ok(GenEvent::Done(Finished { finish_reason: "stop", prompt_tokens: 1, completion_tokens: 1 })))
-            .unwrap();
+        tx.send(Ok(GenEvent::Done(Finished {
+            finish_reason: FinishReason::Stop,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+        })))
+        .unwrap();
         Ok(rx)
     }
     fn load(&self) -> (usize, usize) {

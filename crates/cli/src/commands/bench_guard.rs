@@ -5,7 +5,7 @@
 use super::bench_http::prompts;
 use anyhow::{anyhow, Result};
 use clap::Args;
-use luodi_engine::ChatMessage;
+use luodi_server::backend::ChatMessage;
 use luodi_server::config::ServerConfig;
 use luodi_server::guarding::Guarding;
 use std::path::PathBuf;

@@ -3,10 +3,10 @@
 use crate::options::set_threads;
 use anyhow::{Context, Result};
 use clap::Args;
+use luodi_engine_backend::{batch_config, EngineBackend, EngineEmbedder};
 use luodi_server::app::{router, ApiKeys};
 use luodi_server::config::ServerConfig;
 use luodi_server::state::AppState;
-use luodi_server::worker::EngineBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,9 +258,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let dir = store.resolve(&config.embedding_model, true)?.path;
         let model = luodi_engine::embedding::EmbeddingModel::load(&dir)
             .with_context(|| format!("loading embedding model `{}` from {}", config.embedding_model, dir.display()))?;
-        Some(Arc::new((config.embedding_model.clone(), model)))
+        Some(Arc::new(EngineEmbedder::new(config.embedding_model.clone(), model)))
     };
-    let batch = config.batch().map_err(anyhow::Error::msg)?;
+    let batch = batch_config(config.batch().map_err(anyhow::Error::msg)?);
     let cache = match config.cache.mode {
         luodi_cache::CacheMode::Off => None,
         _ => Some(Arc::new(luodi_cache::ResponseCache::new(config.cache.clone()).map_err(anyhow::Error::msg)?)),

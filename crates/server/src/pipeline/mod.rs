@@ -19,12 +19,12 @@ mod stream;
 pub use stream::{AnswerEvent, AnswerStream, WholeAnswer};
 
 use crate::backend::GenRequest;
+use crate::backend::{ChatMessage, Prompt};
 use crate::caching::{self, CacheDirectives, CacheStatus};
 use crate::error::ApiError;
 use crate::guarding::apply_style;
 use crate::recording::{Capture, Meta};
 use crate::state::AppState;
-use luodi_engine::{ChatMessage, Prompt};
 use std::time::Instant;
 
 /// Which endpoint family asked: part of cache keys and of the stored record.

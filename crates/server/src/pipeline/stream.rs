@@ -1,16 +1,13 @@
 //! Steps 5-7 of the pipeline: the backend's (or the cache's) events through the output
 //! filter, then the cache store and the record when the answer ends.
 
-use crate::backend::{EventStream, Finished, GenEvent, TokenInfo};
+use crate::backend::{BackendError, EventStream, FinishReason, Finished, GenEvent, TokenInfo};
 use crate::caching::{CachePlan, CacheStatus};
 use crate::error::ApiError;
 use crate::guarding::OutputFilter;
 use crate::recording::{Capture, Outcome};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-/// `finish_reason` of an answer the guard stopped.
-pub const CONTENT_FILTER: &str = "content_filter";
 
 /// What a transport sends: moderated text with the token infos it covers, then the end.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +33,7 @@ pub struct WholeAnswer {
 /// Where the events come from; the first one is received early to turn errors before
 /// generation into errors of the call.
 struct Source {
-    first: Option<Result<GenEvent, ApiError>>,
+    first: Option<Result<GenEvent, BackendError>>,
     /// `None` once the answer is over; dropping it cancels the generation.
     events: Option<EventStream>,
 }
@@ -98,7 +95,7 @@ impl AnswerStream {
         match first {
             Some(Err(e)) => {
                 self.source.events = None;
-                Err(e)
+                Err(ApiError::from(e))
             }
             other => {
                 self.source.first = other;
@@ -117,7 +114,7 @@ impl AnswerStream {
         self.cache_source.as_ref()
     }
 
-    async fn next_backend_event(&mut self) -> Option<Result<GenEvent, ApiError>> {
+    async fn next_backend_event(&mut self) -> Option<Result<GenEvent, BackendError>> {
         match self.source.first.take() {
             Some(event) => Some(event),
             None => self.source.events.as_mut()?.recv().await,
@@ -143,7 +140,7 @@ impl AnswerStream {
                 Ok(GenEvent::Done(done)) => self.on_done(done),
                 Err(e) => {
                     self.source.events = None;
-                    return Some(Err(e));
+                    return Some(Err(ApiError::from(e)));
                 }
             }
         }
@@ -165,8 +162,11 @@ impl AnswerStream {
                 // Stop here: cancel the generation; nothing of this answer is cached.
                 self.source.events = None;
                 self.after.plan = None;
-                let done =
-                    Finished { finish_reason: CONTENT_FILTER, prompt_tokens: 0, completion_tokens: self.timing.tokens };
+                let done = Finished {
+                    finish_reason: FinishReason::ContentFilter,
+                    prompt_tokens: 0,
+                    completion_tokens: self.timing.tokens,
+                };
                 self.end(done);
             }
         }
@@ -193,7 +193,7 @@ impl AnswerStream {
             }
             Err(_) => {
                 self.after.plan = None;
-                self.end(Finished { finish_reason: CONTENT_FILTER, ..done });
+                self.end(Finished { finish_reason: FinishReason::ContentFilter, ..done });
             }
         }
     }
@@ -203,7 +203,7 @@ impl AnswerStream {
         if let Some(capture) = self.after.capture.take() {
             capture.finish(Outcome {
                 text: self.filter.stored_text().to_string(),
-                finish_reason: done.finish_reason.to_string(),
+                finish_reason: done.finish_reason.as_str().to_string(),
                 prompt_tokens: done.prompt_tokens,
                 completion_tokens: done.completion_tokens,
                 ttft: self.timing.ttft,

@@ -3,6 +3,7 @@
 
 use super::{choose_style, request_id, unix_time, JsonObject};
 use crate::auth::Caller;
+use crate::backend::Prompt;
 use crate::backend::{Finished, TokenInfo};
 use crate::caching;
 use crate::error::ApiError;
@@ -15,7 +16,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use luodi_engine::Prompt;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 
@@ -205,12 +205,12 @@ impl Wire {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
                     "logprobs": lp,
-                    "finish_reason": done.finish_reason,
+                    "finish_reason": done.finish_reason.as_str(),
                 }),
             ),
             Kind::Text => (
                 "text_completion",
-                json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": done.finish_reason}),
+                json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": done.finish_reason.as_str()}),
             ),
         };
         json!({
@@ -252,8 +252,12 @@ impl Wire {
 
     fn last(&self, done: &Finished) -> Vec<Event> {
         let choices = match self.kind {
-            Kind::Chat => json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": done.finish_reason}]),
-            Kind::Text => json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": done.finish_reason}]),
+            Kind::Chat => {
+                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": done.finish_reason.as_str()}])
+            }
+            Kind::Text => {
+                json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": done.finish_reason.as_str()}])
+            }
         };
         let mut out = vec![self.chunk(choices, None)];
         if self.include_usage {

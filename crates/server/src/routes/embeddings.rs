@@ -72,7 +72,8 @@ pub async fn embeddings(State(state): State<AppState>, JsonObject(body): JsonObj
         embedder.embed(&refs)
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::from)?;
     let prompt_tokens: usize = tokens.iter().sum();
     let data: Vec<Value> = vectors
         .into_iter()

@@ -6,6 +6,7 @@
 use super::{caller_key_id, request_id, JsonObject};
 use crate::auth::Caller;
 use crate::backend::GenRequest;
+use crate::backend::{ChatMessage, Prompt};
 use crate::caching::CacheDirectives;
 use crate::error::ApiError;
 use crate::pipeline::{self, Ask, Route};
@@ -14,7 +15,6 @@ use crate::validate::{self, Fields};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use luodi_engine::{ChatMessage, Prompt};
 use serde_json::{json, Value};
 
 #[utoipa::path(
@@ -68,7 +68,7 @@ pub async fn generate(
     let whole = pipeline::answer(&state, ask).await?.collect().await?;
     Ok(Json(json!({
         "response": whole.text,
-        "finish_reason": whole.done.finish_reason,
+        "finish_reason": whole.done.finish_reason.as_str(),
         "prompt_tokens": whole.done.prompt_tokens,
         "completion_tokens": whole.done.completion_tokens,
     })))

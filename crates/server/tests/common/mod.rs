@@ -3,9 +3,8 @@
 #![allow(dead_code)]
 
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, EventStream, Finished, GenEvent, GenRequest};
+use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
-use luodi_server::error::ApiError;
 use luodi_server::guarding::Guarding;
 use luodi_server::state::AppState;
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,7 @@ pub enum Script {
 pub struct Fake {
     pub script: Script,
     pub seen: Mutex<Vec<GenRequest>>,
-    pub senders: Mutex<Vec<UnboundedSender<Result<GenEvent, ApiError>>>>,
+    pub senders: Mutex<Vec<UnboundedSender<Result<GenEvent, BackendError>>>>,
     /// Signalled on every submit, so a test can wait until a request reached the backend.
     pub submitted: tokio::sync::Notify,
 }
@@ -40,7 +39,7 @@ impl Fake {
     }
 
     /// The event sender of the `i`-th request (for [`Script::Held`]).
-    pub fn sender(&self, i: usize) -> UnboundedSender<Result<GenEvent, ApiError>> {
+    pub fn sender(&self, i: usize) -> UnboundedSender<Result<GenEvent, BackendError>> {
         self.senders.lock().unwrap()[i].clone()
     }
 
@@ -66,13 +65,14 @@ impl Backend for Fake {
     fn is_ready(&self) -> bool {
         true
     }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         if let Script::Tokens(tokens) = &self.script {
             for t in tokens {
                 tx.send(Ok(GenEvent::Token { text: t.to_string(), info: None })).unwrap();
             }
-            let done = Finished { finish_reason: "stop", prompt_tokens: 3, completion_tokens: tokens.len() };
+            let done =
+                Finished { finish_reason: FinishReason::Stop, prompt_tokens: 3, completion_tokens: tokens.len() };
             tx.send(Ok(GenEvent::Done(done))).unwrap();
         }
         self.seen.lock().unwrap().push(request);

@@ -5,11 +5,11 @@
 //! A request's events go back on its own channel. When the client goes away its receiver
 //! is dropped; the sequence is cancelled before the next pass and its KV freed.
 
-use crate::backend::{Backend, EventStream, Finished, GenEvent, GenRequest, TokenInfo};
-use crate::error::ApiError;
+use crate::convert;
 use luodi_engine::batch::{BatchConfig, BatchEngine, SequenceSink, StepReport};
 use luodi_engine::tokenizer::Tokenizer;
 use luodi_engine::{Engine, FinishReason, GenerateOutput, GenerateRequest, TokenEvent};
+use luodi_server::backend::{Backend, BackendError, EventStream, Finished, GenEvent, GenRequest, TokenInfo};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-type Reply = mpsc::UnboundedSender<Result<GenEvent, ApiError>>;
+type Reply = mpsc::UnboundedSender<Result<GenEvent, BackendError>>;
 
 struct Job {
     request: GenRequest,
@@ -97,9 +97,9 @@ fn run(engine: &Engine, config: BatchConfig, jobs: std::sync::mpsc::Receiver<Job
 fn admit(batch: &mut BatchEngine<'_>, job: Job, load: &Arc<Load>) {
     let Job { request, reply } = job;
     let generate = GenerateRequest {
-        prompt: request.prompt,
+        prompt: convert::prompt(request.prompt),
         max_tokens: request.max_tokens,
-        sampling: request.sampling,
+        sampling: convert::sampling(&request.sampling),
         stop: request.stop,
     };
     let sink = ChannelSink {
@@ -186,16 +186,10 @@ impl SequenceSink for ChannelSink {
         let message = match result {
             Ok(out) if out.finish_reason == FinishReason::Cancelled && out.tokens.is_empty() && self.timed_out() => {
                 // The deadline passed before the first token: nothing to return but the reason.
-                Err(ApiError::timed_out())
+                Err(BackendError::TimedOut)
             }
             Ok(out) => {
-                let finish_reason = match out.finish_reason {
-                    FinishReason::Stop => "stop",
-                    FinishReason::Length => "length",
-                    // Cut short by the deadline: the answer ends as if max_tokens were reached.
-                    FinishReason::Cancelled if self.timed_out() => "length",
-                    FinishReason::Cancelled => "cancelled",
-                };
+                let finish_reason = convert::finish_reason(out.finish_reason, self.timed_out());
                 metrics::counter!("luodi_prompt_tokens_total").increment(out.prompt_tokens as u64);
                 metrics::counter!("luodi_completion_tokens_total").increment(out.completion_tokens() as u64);
                 Ok(GenEvent::Done(Finished {
@@ -204,7 +198,7 @@ impl SequenceSink for ChannelSink {
                     completion_tokens: out.completion_tokens(),
                 }))
             }
-            Err(e) => Err(ApiError::from(e)),
+            Err(e) => Err(convert::error(e)),
         };
         let _ = self.reply.send(message);
     }
@@ -223,13 +217,13 @@ impl Backend for EngineBackend {
         self.ready.load(Ordering::SeqCst)
     }
 
-    fn submit(&self, request: GenRequest) -> Result<EventStream, ApiError> {
+    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
         if !self.is_ready() {
-            return Err(ApiError::not_ready());
+            return Err(BackendError::NotReady);
         }
         if self.load.waiting() >= self.max_waiting {
             metrics::counter!("luodi_rejected_total", "reason" => "queue_full").increment(1);
-            return Err(ApiError::overloaded(1));
+            return Err(BackendError::Overloaded { retry_after: 1 });
         }
         let (reply, events) = mpsc::unbounded_channel();
         self.load.waiting.fetch_add(1, Ordering::SeqCst);
@@ -238,7 +232,7 @@ impl Backend for EngineBackend {
             Err(_) => {
                 self.load.waiting.fetch_sub(1, Ordering::SeqCst);
                 self.ready.store(false, Ordering::SeqCst);
-                Err(ApiError::not_ready())
+                Err(BackendError::NotReady)
             }
         }
     }
