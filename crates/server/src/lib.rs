@@ -6,6 +6,7 @@
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod builder;
 pub mod caching;
 pub mod config;
 pub mod error;

@@ -4,9 +4,8 @@ use crate::options::set_threads;
 use anyhow::{Context, Result};
 use clap::Args;
 use luodi_engine_backend::{batch_config, EngineBackend, EngineEmbedder};
-use luodi_server::app::{router, ApiKeys};
+use luodi_server::builder::{build, Parts};
 use luodi_server::config::ServerConfig;
-use luodi_server::state::AppState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,55 +188,6 @@ fn file_sha256(path: &std::path::Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Opens the store; one that cannot be reached within a few seconds is connected in the
-/// background instead (the server serves meanwhile). A malformed setting stays an error.
-async fn connect_store(url: String, prefix: String, shown: String) -> Result<luodi_server::store_link::StoreLink> {
-    use luodi_server::store_link::{Backoff, StoreLink};
-    use luodi_store::{Store, StoreError};
-    let first = tokio::time::timeout(Duration::from_secs(5), Store::open(&url, &prefix)).await;
-    let error = match first {
-        Ok(Ok(db)) => {
-            tracing::info!(backend = db.backend(), "recording interactions");
-            return Ok(StoreLink::ready(db));
-        }
-        Ok(Err(e @ StoreError::Invalid { .. })) => {
-            return Err(anyhow::Error::from(e).context(format!("opening the interaction store {shown}")))
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "no answer within 5 s".to_string(),
-    };
-    tracing::warn!(store = %shown, error, "interaction store unreachable at start-up: serving anyway, connecting in the background; records are buffered (and dropped past store.buffer)");
-    Ok(StoreLink::connect(shown, Backoff::default(), move || {
-        let (url, prefix) = (url.clone(), prefix.clone());
-        async move { Store::open(&url, &prefix).await }
-    }))
-}
-
-/// Whether stored API keys may exist but are not read yet (the store is connecting).
-fn ring_pending(keys: &ApiKeys) -> bool {
-    !keys.is_open() && keys.configured_count() == 0 && keys.ring().is_some_and(|r| !r.is_loaded())
-}
-
-/// Deletes interactions past the retention period, hourly, once the store is connected.
-fn spawn_retention(link: luodi_server::store_link::StoreLink, days: u32) {
-    if days == 0 {
-        return;
-    }
-    tokio::spawn(async move {
-        let db = link.connected().await;
-        loop {
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            match db.purge_before(now - i64::from(days) * 86_400_000).await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, days, "retention: old interactions deleted"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
-            }
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    });
-}
-
 pub fn run(args: ServeArgs) -> Result<()> {
     let config = args.settings()?;
     // Built before the model loads, so a bad `[guard]` or `[styles]` setting fails fast.
@@ -246,7 +196,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tracing::warn!("guard.pii.hash_key is not set: pseudonyms use a random per-process key and change on restart");
     }
     set_threads(args.threads);
-    let keys = config.load_keys().map_err(anyhow::Error::msg)?;
+    // Read now so a missing keys file fails before the model loads.
+    config.load_keys().map_err(anyhow::Error::msg)?;
     let store = luodi_models::ModelStore::from_env();
     let resolved = store.resolve(&config.model, true)?;
     let engine = luodi_engine::Engine::load(&resolved.path)
@@ -285,66 +236,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tracing::info!(store, mode = ?config.cache.mode, semantic = config.cache.semantic.enabled, model_version, "response cache on ({})", cache.store_name());
     }
     let backend = EngineBackend::start(engine, config.model.clone(), config.max_waiting, batch);
-    let state = AppState {
-        backend: Arc::new(backend),
-        embedder,
-        config: Arc::new(config.clone()),
-        metrics: luodi_server::metrics_handle(),
-        chat_template,
-        guard,
-        cache,
-        model_version,
-        recorder: None,
-    };
+    let parts = Parts { backend: Arc::new(backend), embedder, chat_template, model_version, guard, cache };
+    let default_store = format!("sqlite://{}", store.home().join("luodi.db").display());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let mut config = config;
-        let mut ring = None;
-        let recorder = if config.store.enabled {
-            let url = config
-                .store
-                .url
-                .clone()
-                .unwrap_or_else(|| format!("sqlite://{}", store.home().join("luodi.db").display()));
-            let shown = url.split('@').next_back().unwrap_or(&url).to_string();
-            let link = connect_store(url, config.store.table_prefix.clone(), shown).await?;
-            ring = Some(luodi_server::auth::KeyRing::linked(link.clone(), Duration::from_secs(5)));
-            if let Some(ring) = &ring {
-                ring.refresh().await.context("reading API keys from the store")?;
-            }
-            spawn_retention(link.clone(), config.store.retention_days);
-            let settings = luodi_server::recorder::RecorderConfig {
-                buffer: config.store.buffer,
-                batch: config.store.batch,
-                flush_interval: Duration::from_millis(config.store.flush_ms),
-            };
-            Some(luodi_server::recorder::Recorder::linked(link, settings))
-        } else {
-            None
-        };
-        let state = AppState { recorder: recorder.clone(), ..state };
-        let mut api_keys = ApiKeys::new(keys);
-        if let Some(ring) = ring {
-            api_keys = api_keys.with_ring(ring);
-        }
-        let pending = ring_pending(&api_keys);
-        if api_keys.is_open() || pending {
-            // Without any key, only this machine may call the API. While the store (and so
-            // its keys) is not reachable yet the address is kept, but the API stays closed
-            // there until a key exists.
-            if pending {
-                tracing::warn!("API keys in the store are not known yet: requests get 503 until it is connected");
-            } else if !matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
-                tracing::warn!(requested = %config.host, "no API keys configured: binding to 127.0.0.1 only (create one with `luodi keys create`)");
-                config.host = "127.0.0.1".into();
-            } else {
-                tracing::warn!("no API keys configured: serving on loopback only, without authentication");
-            }
-        }
-        let loopback = matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1");
-        let app = router(state, api_keys.open_only_on_loopback(loopback));
-        let served = luodi_server::serve(app, &config).await;
-        if let Some(r) = &recorder {
+        let built = build(config, parts, &default_store).await.map_err(anyhow::Error::msg)?;
+        let served = luodi_server::serve(built.router, &built.config).await;
+        if let Some(r) = &built.recorder {
             // Graceful shutdown: nothing buffered is lost.
             r.shutdown().await;
         }
