@@ -1,11 +1,12 @@
 //! Recording and feedback through `Router::oneshot`: a fake backend, the real interaction
 //! store (a SQLite file; the store's own suite covers PostgreSQL), the real recorder.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
 use luodi_server::guarding::Guarding;
 use luodi_server::recorder::{Recorder, RecorderConfig};
@@ -13,36 +14,6 @@ use luodi_server::state::AppState;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
-
-struct Fake;
-
-impl Backend for Fake {
-    fn model_id(&self) -> &str {
-        "tiny"
-    }
-    fn context_length(&self) -> usize {
-        1000
-    }
-    fn is_ready(&self) -> bool {
-        true
-    }
-    fn submit(&self, _request: GenRequest) -> Result<EventStream, BackendError> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        for t in ["您好，", "我们九点", "开门。"] {
-            tx.send(Ok(GenEvent::Token { text: t.into(), info: None })).unwrap();
-        }
-        tx.send(Ok(GenEvent::Done(Finished {
-            finish_reason: FinishReason::Stop,
-            prompt_tokens: 9,
-            completion_tokens: 3,
-        })))
-        .unwrap();
-        Ok(rx)
-    }
-    fn load(&self) -> (usize, usize) {
-        (0, 0)
-    }
-}
 
 async fn app(dir: &std::path::Path) -> (axum::Router, Recorder) {
     app_with(dir, RecorderConfig::default()).await
@@ -54,7 +25,7 @@ async fn app_with(dir: &std::path::Path, settings: RecorderConfig) -> (axum::Rou
     let recorder = Recorder::start(store, settings);
     let config = ServerConfig::default();
     let state = AppState {
-        backend: Arc::new(Fake),
+        backend: common::Fake::with_usage(common::Script::Tokens(vec!["您好，", "我们九点", "开门。"]), 9),
         embedder: None,
         guard: Guarding::from_config(&config).unwrap(),
         config: Arc::new(config),

@@ -2,11 +2,12 @@
 //! role, checked by the key ring; configured keys keep full rights; revocation takes effect
 //! on the ring's next read.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys, KeyRing};
-use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
 use luodi_server::guarding::Guarding;
 use luodi_server::state::AppState;
@@ -15,34 +16,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
-
-struct Fake;
-
-impl Backend for Fake {
-    fn model_id(&self) -> &str {
-        "tiny"
-    }
-    fn context_length(&self) -> usize {
-        1000
-    }
-    fn is_ready(&self) -> bool {
-        true
-    }
-    fn submit(&self, _request: GenRequest) -> Result<EventStream, BackendError> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tx.send(Ok(GenEvent::Token { text: "ok".into(), info: None })).unwrap();
-        tx.send(Ok(GenEvent::Done(Finished {
-            finish_reason: FinishReason::Stop,
-            prompt_tokens: 1,
-            completion_tokens: 1,
-        })))
-        .unwrap();
-        Ok(rx)
-    }
-    fn load(&self) -> (usize, usize) {
-        (0, 0)
-    }
-}
 
 async fn status(app: &axum::Router, method: &str, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
     let req = Request::builder()
@@ -70,7 +43,7 @@ async fn each_role_reaches_its_routes_and_no_further() {
     let config = ServerConfig::default();
     let recorder = luodi_server::recorder::Recorder::start(store.clone(), Default::default());
     let state = AppState {
-        backend: Arc::new(Fake),
+        backend: common::Fake::with_usage(common::Script::Tokens(vec!["ok"]), 1),
         embedder: None,
         guard: Guarding::from_config(&config).unwrap(),
         config: Arc::new(config),

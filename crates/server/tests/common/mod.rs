@@ -26,15 +26,23 @@ pub struct Fake {
     pub senders: Mutex<Vec<UnboundedSender<Result<GenEvent, BackendError>>>>,
     /// Signalled on every submit, so a test can wait until a request reached the backend.
     pub submitted: tokio::sync::Notify,
+    /// The prompt tokens `Done` reports.
+    pub prompt_tokens: usize,
 }
 
 impl Fake {
     pub fn new(script: Script) -> Arc<Fake> {
+        Fake::with_usage(script, 3)
+    }
+
+    /// As [`Fake::new`], reporting `prompt_tokens` in usage.
+    pub fn with_usage(script: Script, prompt_tokens: usize) -> Arc<Fake> {
         Arc::new(Fake {
             script,
             seen: Mutex::new(vec![]),
             senders: Mutex::new(vec![]),
             submitted: tokio::sync::Notify::new(),
+            prompt_tokens,
         })
     }
 
@@ -71,8 +79,11 @@ impl Backend for Fake {
             for t in tokens {
                 tx.send(Ok(GenEvent::Token { text: t.to_string(), info: None })).unwrap();
             }
-            let done =
-                Finished { finish_reason: FinishReason::Stop, prompt_tokens: 3, completion_tokens: tokens.len() };
+            let done = Finished {
+                finish_reason: FinishReason::Stop,
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: tokens.len(),
+            };
             tx.send(Ok(GenEvent::Done(done))).unwrap();
         }
         self.seen.lock().unwrap().push(request);
