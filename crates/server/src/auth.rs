@@ -65,10 +65,13 @@ impl KeyRing {
         tokio::spawn(async move {
             link.connected().await;
             loop {
+                // A ring the caller already loaded (at start-up) is not read again at once.
+                if background.is_loaded() {
+                    tokio::time::sleep(every).await;
+                }
                 if let Err(e) = background.refresh().await {
                     tracing::warn!(error = %e, "cannot re-read API keys; keeping the last set");
                 }
-                tokio::time::sleep(every).await;
             }
         });
         ring
@@ -163,16 +166,8 @@ impl ApiKeys {
             && self.ring.as_ref().is_none_or(|r| r.is_loaded() && r.is_empty())
     }
 
-    pub fn configured_count(&self) -> usize {
-        self.configured.len()
-    }
-
-    pub fn ring(&self) -> Option<&KeyRing> {
-        self.ring.as_ref()
-    }
-
     /// True while stored keys may exist but have not been read yet.
-    fn keys_pending(&self) -> bool {
+    pub fn keys_pending(&self) -> bool {
         self.ring.as_ref().is_some_and(|r| !r.is_loaded())
     }
 

@@ -82,7 +82,7 @@ pub async fn build(mut config: ServerConfig, parts: Parts, default_store: &str) 
             tracing::warn!("no API keys configured: serving on loopback only, without authentication");
         }
         Auth::OpenOnLoopback
-    } else if api_keys.configured_count() == 0 && api_keys.ring().is_some_and(|r| !r.is_loaded()) {
+    } else if api_keys.keys_pending() {
         // Keys may exist in the store: the address is kept, and the API stays closed there
         // until a key exists.
         tracing::warn!("API keys in the store are not known yet: requests get 503 until it is connected");
