@@ -6,12 +6,10 @@
 
 use crate::backend::{ChatMessage, FinishReason};
 use crate::backend::{Embedder, EventStream, Finished, GenEvent, GenRequest};
-use crate::error::ApiError;
 use crate::pipeline::Route;
 use crate::state::AppState;
 use axum::http::HeaderMap;
 use luodi_cache::{CacheMode, CachedAnswer, KeyInput, Message, ResponseCache, Sampling};
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The `x-cache` header value.
@@ -72,7 +70,8 @@ impl Default for CacheDirectives {
 
 /// Reads `Cache-Control` (`no-cache`, `no-store`) and the body's `cache` field; a `cache`
 /// that is not a boolean is a 400.
-pub fn directives(headers: &HeaderMap, body: &Map<String, Value>) -> Result<CacheDirectives, ApiError> {
+/// `Cache-Control` and the body's `cache` field (`false`: neither read nor write).
+pub fn directives(headers: &HeaderMap, cache: Option<bool>) -> CacheDirectives {
     let mut d = CacheDirectives::default();
     for value in headers.get_all(axum::http::header::CACHE_CONTROL) {
         let value = value.to_str().unwrap_or("");
@@ -86,17 +85,10 @@ pub fn directives(headers: &HeaderMap, body: &Map<String, Value>) -> Result<Cach
             }
         }
     }
-    match body.get("cache") {
-        None | Some(Value::Null) | Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) => (d.lookup, d.store) = (false, false),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "cache",
-                "`cache` must be a boolean (false: neither answer from nor store in the response cache)",
-            ))
-        }
+    if cache == Some(false) {
+        (d.lookup, d.store) = (false, false);
     }
-    Ok(d)
+    d
 }
 
 /// The request's cache plan, or `None` when it bypasses the cache. `messages` are what the

@@ -2,9 +2,9 @@
 //! `{"error": {"message", "type", "param", "code"}}` shape) and metric labels.
 
 use crate::backend::BackendError;
+use crate::wire::errors::{ErrorBody, ErrorDetail};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -189,26 +189,11 @@ impl From<BackendError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
-}
-
 impl ApiError {
     pub fn body(&self) -> serde_json::Value {
-        serde_json::to_value(Body {
-            error: Inner { message: &self.message, kind: self.kind, param: self.param.as_deref(), code: self.code },
-        })
-        .unwrap_or_default()
+        let detail =
+            ErrorDetail { message: &self.message, kind: self.kind, param: self.param.as_deref(), code: self.code };
+        serde_json::to_value(ErrorBody { error: detail }).unwrap_or_default()
     }
 }
 

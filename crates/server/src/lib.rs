@@ -19,7 +19,7 @@ pub mod recording;
 pub mod routes;
 pub mod state;
 pub mod store_link;
-pub mod validate;
+pub mod wire;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;

@@ -393,7 +393,10 @@ async fn openapi_document_lists_every_route() {
         assert!(chat["responses"][status].is_object(), "chat lacks {status}");
     }
     assert!(chat["responses"]["200"]["content"]["text/event-stream"].is_object());
-    let temperature = &doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["temperature"];
+    // The sampling fields are one schema, flattened into each generating request.
+    let chat_request = &doc["components"]["schemas"]["ChatCompletionRequest"];
+    assert_eq!(chat_request["allOf"][0]["$ref"], "#/components/schemas/SamplingFields");
+    let temperature = &doc["components"]["schemas"]["SamplingFields"]["properties"]["temperature"];
     assert_eq!((temperature["minimum"].as_f64(), temperature["maximum"].as_f64()), (Some(0.0), Some(2.0)));
 }
 

@@ -3,10 +3,13 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire::admin::{CacheStats, PurgeRequest, PurgeResult};
+use crate::wire::errors::AdminErrors;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The cache's store, mode, entries and bounds.
 #[utoipa::path(
@@ -14,21 +17,19 @@ use serde_json::{json, Value};
     path = "/admin/cache/stats",
     tag = "luodi",
     responses(
-        (status = 200, description = "Store (`memory` or `redis`), mode, entries, bytes and bounds; `enabled: false` when the cache is off", body = Object),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The Redis store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Store (`memory` or `redis`), mode, entries, bytes and bounds; `enabled: false` when the cache is off", body = CacheStats),
+        AdminErrors,
     ),
     security(("bearer" = []), ())
 )]
-pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn cache_stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(cache) = &state.cache else {
-        return Ok(Json(json!({"enabled": false})));
+        return Ok(Json(CacheStats { enabled: false, model_version: None, stats: Value::Object(Default::default()) })
+            .into_response());
     };
     let stats = cache.stats().await.map_err(|e| ApiError::store_unavailable("response cache", e))?;
-    let mut v = serde_json::to_value(stats).map_err(ApiError::internal)?;
-    v["enabled"] = json!(true);
-    v["model_version"] = json!(state.model_version);
-    Ok(Json(v))
+    let stats = serde_json::to_value(stats).map_err(ApiError::internal)?;
+    Ok(Json(CacheStats { enabled: true, model_version: Some(&state.model_version), stats }).into_response())
 }
 
 /// Removes cached answers: `{"model_version": "..."}` for one version's, or an empty body (or
@@ -37,41 +38,24 @@ pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<Value>, A
     post,
     path = "/admin/cache/purge",
     tag = "luodi",
-    request_body(content = Object, description = "`{\"model_version\": \"smollm2-135m@<sha256>\"}` or `{}` for all", content_type = "application/json"),
+    request_body(content = PurgeRequest, description = "`{\"model_version\": \"smollm2-135m@<sha256>\"}`, or `{}` or an empty body for all", content_type = "application/json"),
     responses(
-        (status = 200, description = "How many entries were removed", body = Object),
-        (status = 400, description = "The body is not a JSON object, or `model_version` is not a string", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The Redis store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 200, description = "How many entries were removed", body = PurgeResult),
+        AdminErrors,
     ),
     security(("bearer" = []), ())
 )]
-pub async fn cache_purge(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn cache_purge(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let version = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let object = crate::validate::parse_object(&body)?;
-        for key in object.keys() {
-            if key != "model_version" {
-                return Err(ApiError::invalid(key, format!("unknown field `{key}`; expected `model_version`")));
-            }
-        }
-        match object.get("model_version") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(v)) if !v.is_empty() => Some(v.clone()),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "model_version",
-                    "`model_version` must be a non-empty string, e.g. the one /admin/cache/stats shows",
-                ))
-            }
-        }
+        crate::wire::parse::<PurgeRequest>(&body)?.validate()?
     };
     let Some(cache) = &state.cache else {
-        return Ok(Json(json!({"enabled": false, "removed": 0})));
+        return Ok(Json(PurgeResult { enabled: false, removed: 0, model_version: None }).into_response());
     };
     let removed =
         cache.purge(version.as_deref()).await.map_err(|e| ApiError::store_unavailable("response cache", e))?;
     tracing::info!(removed, model_version = version.as_deref().unwrap_or("all"), "cache purged");
-    Ok(Json(json!({"enabled": true, "removed": removed, "model_version": version})))
+    Ok(Json(PurgeResult { enabled: true, removed, model_version: Some(version.as_deref()) }).into_response())
 }

@@ -1,22 +1,27 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`: parse and validate, hand the
 //! request to the [pipeline](crate::pipeline), format its events as JSON or SSE.
 
-use super::{choose_style, request_id, unix_time, JsonObject};
+use super::{choose_style, request_id, unix_time, Body};
 use crate::auth::Caller;
-use crate::backend::Prompt;
 use crate::backend::{Finished, TokenInfo};
 use crate::caching;
 use crate::error::ApiError;
 use crate::pipeline::{self, AnswerEvent, AnswerStream, Ask, Route};
 use crate::state::AppState;
-use crate::validate::{self, Fields};
+use crate::wire::chat::{
+    AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChatCompletionRequest, ChunkChoice, Delta,
+};
+use crate::wire::completion::{CompletionRequest, TextChoice, TextCompletion};
+use crate::wire::errors::GenerationErrors;
+use crate::wire::logprobs::{ChatLogprobs, TextLogprobs};
+use crate::wire::system::{Absent, Usage};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::convert::Infallible;
 
 /// The two wire formats.
@@ -30,19 +35,13 @@ enum Kind {
     post,
     path = "/v1/chat/completions",
     tag = "openai",
-    request_body(content = crate::openapi::ChatCompletionRequest, content_type = "application/json"),
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The completion; with `stream: true`, server-sent events: `data: <chat.completion.chunk JSON>` lines, then `data: [DONE]`", content(
-            (crate::openapi::ChatCompletion = "application/json"),
-            (crate::openapi::ServerSentEvent = "text/event-stream"),
+            (ChatCompletion = "application/json"),
+            (ChatChunk = "text/event-stream"),
         )),
-        (status = 400, description = "A field has a bad value, the body is not a JSON object, the prompt does not fit the context, the guard refused a message (`code`: `pii_blocked`, `content_blocked`), or `style` names no configured style", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`model` is not the served model", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
-        (status = 429, description = "The request queue is full; see `Retry-After`", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
-        (status = 500, description = "Internal error (details in the server log)", body = crate::openapi::ErrorBody),
+        GenerationErrors,
     ),
     security(("bearer" = []), ())
 )]
@@ -50,17 +49,18 @@ pub async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
     caller: Option<axum::Extension<Caller>>,
-    JsonObject(body): JsonObject,
+    Body(body): Body<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = &state.backend;
-    let req = validate::chat_request(&body, backend.model_id(), backend.context_length())?;
-    let style = choose_style(&state, &body, &headers)?;
+    check_model(&body.model, backend.model_id())?;
+    let req = body.validate(backend.context_length())?;
+    let style = choose_style(&state, body.style.as_deref(), &headers)?;
     let ask = Ask {
         route: Route::Chat,
         gen: req.gen,
         prompt_field: None,
         style,
-        cache: caching::directives(&headers, &body)?,
+        cache: caching::directives(&headers, body.cache),
         request_id: request_id(&headers).to_string(),
         api_key_id: super::caller_key_id(&caller),
     };
@@ -72,19 +72,13 @@ pub async fn chat(
     post,
     path = "/v1/completions",
     tag = "openai",
-    request_body(content = crate::openapi::CompletionRequest, content_type = "application/json"),
+    request_body(content = CompletionRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The completion; with `stream: true`, server-sent events: `data: <text_completion JSON>` lines, then `data: [DONE]`", content(
-            (crate::openapi::TextCompletion = "application/json"),
-            (crate::openapi::ServerSentEvent = "text/event-stream"),
+            (TextCompletion = "application/json"),
+            (TextCompletion = "text/event-stream"),
         )),
-        (status = 400, description = "A field has a bad value, the body is not a JSON object, the prompt does not fit the context, or the guard refused the prompt (`code`: `pii_blocked`, `content_blocked`)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`model` is not the served model", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is larger than the configured limit", body = crate::openapi::ErrorBody),
-        (status = 429, description = "The request queue is full; see `Retry-After`", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
-        (status = 500, description = "Internal error (details in the server log)", body = crate::openapi::ErrorBody),
+        GenerationErrors,
     ),
     security(("bearer" = []), ())
 )]
@@ -92,48 +86,30 @@ pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
     caller: Option<axum::Extension<Caller>>,
-    JsonObject(body): JsonObject,
+    Body(body): Body<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = &state.backend;
-    let f = Fields(&body);
-    validate::check_model(&f, backend.model_id())?;
-    f.refuse(&["suffix", "echo", "best_of"])?;
-    let prompt = match f.0.get("prompt") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
-            items[0].as_str().unwrap_or_default().to_string()
-        }
-        _ => return Err(ApiError::invalid("prompt", "`prompt` is required and must be a string")),
-    };
-    let (stream, include_usage) = validate::stream_fields(&f)?;
-    let top = match f.0.get("logprobs") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64().filter(|n| *n <= 20) {
-            Some(n) => Some(n as usize),
-            None => return Err(ApiError::invalid("logprobs", "`logprobs` must be an integer in [0, 20]")),
-        },
-    };
-    let mut sampling = validate::sampling(&f)?;
-    sampling.top_logprobs = top.unwrap_or(0);
-    let gen = crate::backend::GenRequest {
-        prompt: Prompt::Raw(prompt),
-        max_tokens: validate::max_tokens(&f, &["max_tokens"], backend.context_length(), 16)?,
-        sampling,
-        stop: f.stop()?,
-        deadline: None,
-        logprobs: top.is_some(),
-    };
+    check_model(&body.model, backend.model_id())?;
+    let req = body.validate(backend.context_length())?;
     let ask = Ask {
         route: Route::Text,
-        gen,
+        gen: req.gen,
         prompt_field: Some("prompt"),
         style: None,
-        cache: caching::directives(&headers, &body)?,
+        cache: caching::directives(&headers, body.cache),
         request_id: request_id(&headers).to_string(),
         api_key_id: super::caller_key_id(&caller),
     };
     let answer = pipeline::answer(&state, ask).await?;
-    Ok(respond(&state, Kind::Text, stream, include_usage, answer).await)
+    Ok(respond(&state, Kind::Text, req.stream, req.include_usage, answer).await)
+}
+
+/// A request for another model is a 404 naming the one served.
+fn check_model(asked: &str, served: &str) -> Result<(), ApiError> {
+    if asked != served {
+        return Err(ApiError::model_not_found(asked, served));
+    }
+    Ok(())
 }
 
 /// The answer as JSON or SSE, with the cache headers.
@@ -154,7 +130,7 @@ async fn respond(state: &AppState, kind: Kind, stream: bool, include_usage: bool
         stream_response(wire, answer)
     } else {
         match answer.collect().await {
-            Ok(whole) => Json(wire.whole(&whole.text, &whole.logprobs, &whole.done)).into_response(),
+            Ok(whole) => wire.whole(&whole.text, &whole.logprobs, &whole.done),
             Err(e) => e.into_response(),
         }
     };
@@ -196,111 +172,125 @@ struct Wire {
 }
 
 impl Wire {
-    fn whole(&self, text: &str, infos: &[TokenInfo], done: &Finished) -> Value {
-        let lp = logprobs_json(self.kind, infos);
-        let (object, choice) = match self.kind {
-            Kind::Chat => (
-                "chat.completion",
-                json!({
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": lp,
-                    "finish_reason": done.finish_reason.as_str(),
-                }),
-            ),
-            Kind::Text => (
-                "text_completion",
-                json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": done.finish_reason.as_str()}),
-            ),
-        };
-        json!({
-            "id": self.id, "object": object, "created": self.created, "model": self.model,
-            "choices": [choice], "usage": usage_json(done),
-        })
+    fn whole(&self, text: &str, infos: &[TokenInfo], done: &Finished) -> Response {
+        let finish_reason = done.finish_reason.as_str();
+        let usage = Usage::new(done.prompt_tokens, done.completion_tokens);
+        let (id, model, created) = (self.id.as_str(), self.model.as_str(), self.created);
+        match self.kind {
+            Kind::Chat => Json(ChatCompletion {
+                id,
+                object: "chat.completion",
+                created,
+                model,
+                choices: [ChatChoice {
+                    index: 0,
+                    message: AssistantMessage { role: "assistant", content: text },
+                    logprobs: ChatLogprobs::of(infos),
+                    finish_reason,
+                }],
+                usage,
+            })
+            .into_response(),
+            Kind::Text => Json(TextCompletion {
+                id,
+                object: "text_completion",
+                created,
+                model,
+                choices: vec![TextChoice {
+                    index: 0,
+                    text,
+                    logprobs: TextLogprobs::of(infos),
+                    finish_reason: Some(finish_reason),
+                }],
+                usage: Absent::Value(usage),
+            })
+            .into_response(),
+        }
     }
 
-    fn chunk(&self, choices: Value, usage: Option<Value>) -> Event {
-        let object = if self.kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" };
-        let mut v =
-            json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
-        if self.include_usage {
-            v["usage"] = usage.unwrap_or(Value::Null);
+    /// `usage` on a chunk: left out unless asked for, then null but on the last.
+    fn usage(&self, usage: Option<Usage>) -> Absent<Usage> {
+        match (self.include_usage, usage) {
+            (false, _) => Absent::Omitted,
+            (true, None) => Absent::Null,
+            (true, Some(u)) => Absent::Value(u),
         }
-        Event::default().data(v.to_string())
+    }
+
+    /// One chunk: the text (`None` for the last, with `finish`), or no choice (usage).
+    fn chunk(&self, choice: Option<(&str, &[TokenInfo])>, finish: Option<&'static str>, usage: Option<Usage>) -> Event {
+        let (id, model, created, usage) = (self.id.as_str(), self.model.as_str(), self.created, self.usage(usage));
+        let with_choice = choice.is_some() || finish.is_some();
+        let (text, infos) = choice.unwrap_or(("", &[]));
+        let data = match self.kind {
+            Kind::Chat => to_data(&ChatChunk {
+                id,
+                object: "chat.completion.chunk",
+                created,
+                model,
+                choices: with_choice
+                    .then(|| ChunkChoice {
+                        index: 0,
+                        delta: Delta { role: None, content: finish.is_none().then_some(text) },
+                        logprobs: ChatLogprobs::of(infos),
+                        finish_reason: finish,
+                    })
+                    .into_iter()
+                    .collect(),
+                usage,
+            }),
+            Kind::Text => to_data(&TextCompletion {
+                id,
+                object: "text_completion",
+                created,
+                model,
+                choices: with_choice
+                    .then(|| TextChoice { index: 0, text, logprobs: TextLogprobs::of(infos), finish_reason: finish })
+                    .into_iter()
+                    .collect(),
+                usage,
+            }),
+        };
+        Event::default().data(data)
     }
 
     /// The chat stream opens with the assistant role, as OpenAI's does.
     fn opening(&self) -> Option<Event> {
         (self.kind == Kind::Chat).then(|| {
-            self.chunk(
-                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
-                None,
-            )
+            let chunk = ChatChunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: vec![ChunkChoice {
+                    index: 0,
+                    delta: Delta { role: Some("assistant"), content: Some("") },
+                    logprobs: None,
+                    finish_reason: None,
+                }],
+                usage: self.usage(None),
+            };
+            Event::default().data(to_data(&chunk))
         })
     }
 
     fn text(&self, text: &str, infos: &[TokenInfo]) -> Event {
-        let lp = logprobs_json(self.kind, infos);
-        self.chunk(
-            match self.kind {
-                Kind::Chat => json!([{"index": 0, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}]),
-                Kind::Text => json!([{"index": 0, "text": text, "logprobs": lp, "finish_reason": null}]),
-            },
-            None,
-        )
+        self.chunk(Some((text, infos)), None, None)
     }
 
     fn last(&self, done: &Finished) -> Vec<Event> {
-        let choices = match self.kind {
-            Kind::Chat => {
-                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": done.finish_reason.as_str()}])
-            }
-            Kind::Text => {
-                json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": done.finish_reason.as_str()}])
-            }
-        };
-        let mut out = vec![self.chunk(choices, None)];
+        let mut out = vec![self.chunk(None, Some(done.finish_reason.as_str()), None)];
         if self.include_usage {
-            out.push(self.chunk(json!([]), Some(usage_json(done))));
+            out.push(self.chunk(None, None, Some(Usage::new(done.prompt_tokens, done.completion_tokens))));
         }
         out.push(Event::default().data("[DONE]"));
         out
     }
 }
 
-/// Logprobs in the chat shape (`content: [{token, logprob, bytes, top_logprobs}]`) or the
-/// text completion shape (parallel `tokens`, `token_logprobs`, `top_logprobs` lists); the
-/// same for whole answers and chunks.
-fn logprobs_json(kind: Kind, infos: &[TokenInfo]) -> Value {
-    if infos.is_empty() {
-        return Value::Null;
-    }
-    match kind {
-        Kind::Chat => json!({"content": infos.iter().map(chat_logprob).collect::<Vec<_>>()}),
-        Kind::Text => json!({
-            "tokens": infos.iter().map(|i| i.token.clone()).collect::<Vec<_>>(),
-            "token_logprobs": infos.iter().map(|i| i.logprob).collect::<Vec<_>>(),
-            "top_logprobs": infos
-                .iter()
-                .map(|i| i.top.iter().map(|(t, l, _)| (t.clone(), json!(l))).collect::<serde_json::Map<_, _>>())
-                .collect::<Vec<_>>(),
-        }),
-    }
-}
-
-fn chat_logprob(i: &TokenInfo) -> Value {
-    json!({
-        "token": i.token, "logprob": i.logprob, "bytes": i.bytes,
-        "top_logprobs": i.top.iter().map(|(t, l, b)| json!({"token": t, "logprob": l, "bytes": b})).collect::<Vec<_>>(),
-    })
-}
-
-fn usage_json(done: &Finished) -> Value {
-    json!({
-        "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens,
-        "total_tokens": done.prompt_tokens + done.completion_tokens,
-    })
+/// A chunk's JSON. The wire types hold only strings and numbers, so this cannot fail.
+fn to_data(chunk: &impl Serialize) -> String {
+    serde_json::to_string(chunk).unwrap_or_default()
 }
 
 /// Server-sent events: the opening chunk, a chunk per released text, the last chunk (and

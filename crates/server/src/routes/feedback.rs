@@ -9,10 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use luodi_store::{Filter, NewFeedback, StoreError};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
-use super::JsonObject;
+use super::Body;
+use crate::wire::errors::StoreErrors;
+use crate::wire::feedback::{FeedbackRequest, InteractionList};
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
@@ -40,91 +42,39 @@ fn store(recorder: &crate::recorder::Recorder) -> Result<luodi_store::Store, Api
     recorder.store().ok_or_else(|| ApiError::store_unavailable("interaction store", "not connected yet"))
 }
 
-fn opt_string(
-    body: &serde_json::Map<String, Value>,
-    field: &'static str,
-    max_chars: usize,
-) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= max_chars => Ok(Some(s.clone())),
-        Some(Value::String(_)) => {
-            Err(ApiError::invalid(field, format!("`{field}` is longer than {max_chars} characters")))
-        }
-        Some(_) => Err(ApiError::invalid(field, format!("`{field}` must be a string"))),
-    }
-}
-
 /// Records feedback on an answered request.
 #[utoipa::path(
     post,
     path = "/v1/feedback",
     tag = "luodi",
-    request_body(content = Object, description = "`{request_id, rating (-1/0/1 or 1-5), correction, comment, labels[], reviewer}`; at least one of rating, correction, comment, labels", content_type = "application/json"),
+    request_body(content = FeedbackRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The stored feedback (an earlier one by the same reviewer on the same request is superseded, and kept)", body = Object),
-        (status = 400, description = "A field has a bad value (named in `param`)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No interaction has this `request_id`, or the server has no store", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+        StoreErrors,
     ),
     security(("bearer" = []), ())
 )]
 pub async fn feedback(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,
-    JsonObject(body): JsonObject,
+    Body(body): Body<FeedbackRequest>,
 ) -> Result<Response, ApiError> {
     let recorder = recorder(&state)?;
-    for key in body.keys() {
-        if !matches!(key.as_str(), "request_id" | "rating" | "correction" | "comment" | "labels" | "reviewer") {
-            return Err(ApiError::invalid(
-                key,
-                format!("unknown field `{key}`; expected request_id, rating, correction, comment, labels, reviewer"),
-            ));
-        }
-    }
-    let request_id = match body.get("request_id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        _ => return Err(ApiError::invalid("request_id", "`request_id` is required: the `x-request-id` of the answer")),
-    };
-    let rating = match body.get("rating") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_i64().filter(|r| (-1..=5).contains(r)) {
-            Some(r) => Some(r),
-            None => {
-                return Err(ApiError::invalid(
-                    "rating",
-                    "`rating` must be an integer: -1, 0 or 1 (thumbs) or 1 to 5 (stars)",
-                ))
-            }
-        },
-    };
-    let labels = match body.get("labels") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(items)) if items.len() <= 32 => items
-            .iter()
-            .map(|l| match l.as_str() {
-                Some(s) if !s.is_empty() && s.chars().count() <= 64 => Ok(s.to_string()),
-                _ => Err(ApiError::invalid("labels", "`labels` must be non-empty strings of at most 64 characters")),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(ApiError::invalid("labels", "`labels` must be an array of at most 32 strings")),
-    };
+    let checked = body.validate()?;
     // The reviewer is the API key when there is one; a `reviewer` name is for keyless setups.
     let key_id = caller.and_then(|c| c.0.key_id);
-    let reviewer = match (key_id, opt_string(&body, "reviewer", 128)?) {
+    let reviewer = match (key_id, checked.reviewer) {
         (Some(key), _) => key,
         (None, Some(name)) if !name.trim().is_empty() => name.trim().to_string(),
         (None, _) => "anonymous".to_string(),
     };
     let new = NewFeedback {
-        request_id,
+        request_id: checked.request_id,
         reviewer,
-        rating,
-        correction: opt_string(&body, "correction", 100_000)?,
-        comment: opt_string(&body, "comment", 10_000)?,
-        labels,
+        rating: checked.rating,
+        correction: checked.correction,
+        comment: checked.comment,
+        labels: checked.labels,
     };
     let db = store(recorder)?;
     let stored = match db.add_feedback(&new).await {
@@ -210,18 +160,15 @@ fn parse_filter(q: &HashMap<String, String>) -> Result<(Filter, Option<String>, 
         ("limit" = Option<i64>, Query, description = "1-500, default 50"),
     ),
     responses(
-        (status = 200, description = "`{data: [interaction + feedback], next_cursor}`", body = Object),
-        (status = 400, description = "A query parameter has a bad value (named in `param`)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "The server has no store", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 200, description = "A page of interactions with their feedback", body = InteractionList),
+        StoreErrors,
     ),
     security(("bearer" = []), ())
 )]
 pub async fn interactions(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let recorder = recorder(&state)?;
     let (filter, cursor, limit) = parse_filter(&q)?;
     let db = store(recorder)?;
@@ -233,7 +180,7 @@ pub async fn interactions(
         v["feedback"] = serde_json::to_value(feedback).map_err(ApiError::internal)?;
         data.push(v);
     }
-    Ok(Json(json!({"object": "list", "data": data, "next_cursor": page.next_cursor})))
+    Ok(Json(InteractionList { object: "list", data, next_cursor: page.next_cursor }).into_response())
 }
 
 /// One stored interaction with all its feedback (superseded included).
@@ -244,9 +191,7 @@ pub async fn interactions(
     params(("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The interaction and its feedback", body = Object),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such interaction, or the server has no store", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store is unavailable; see `Retry-After`", body = crate::openapi::ErrorBody),
+        StoreErrors,
     ),
     security(("bearer" = []), ())
 )]

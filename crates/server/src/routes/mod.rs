@@ -12,16 +12,15 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::pipeline::ChosenStyle;
 use crate::state::AppState;
-use crate::validate::parse_object;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
-use serde_json::{Map, Value};
 
-/// A JSON object body; malformed JSON and over-limit bodies become OpenAI-shaped errors.
-pub struct JsonObject(pub Map<String, Value>);
+/// A JSON body as the wire type `T`; malformed JSON, bad fields and over-limit bodies
+/// become OpenAI-shaped errors.
+pub struct Body<T>(pub T);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl<S: Send + Sync, T: crate::wire::Request> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -33,7 +32,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::bad_json(format!("cannot read the request body: {rejection}"))
             }
         })?;
-        Ok(JsonObject(parse_object(&bytes)?))
+        Ok(Body(crate::wire::parse(&bytes)?))
     }
 }
 
@@ -45,19 +44,16 @@ pub struct BodyLimit(pub usize);
 /// API key's (`key_styles`); an unknown name is a 400 listing the known ones.
 pub fn choose_style(
     state: &AppState,
-    body: &Map<String, Value>,
+    style: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Option<ChosenStyle>, ApiError> {
-    let (name, param) = match (body.get("style"), headers.get("x-luodi-style")) {
-        (Some(Value::String(name)), _) => (Some(name.clone()), "style"),
-        (Some(Value::Null) | None, Some(h)) => {
+    let (name, param) = match (style, headers.get("x-luodi-style")) {
+        (Some(name), _) => (Some(name.to_string()), "style"),
+        (None, Some(h)) => {
             let name = h.to_str().map_err(|_| ApiError::invalid("x-luodi-style", "`x-luodi-style` must be text"))?;
             (Some(name.trim().to_string()), "x-luodi-style")
         }
-        (Some(Value::Null) | None, None) => {
-            (state.guard.key_style(crate::auth::bearer(headers)).map(str::to_string), "key_styles")
-        }
-        (Some(_), _) => return Err(ApiError::invalid("style", "`style` must be the name of a configured style")),
+        (None, None) => (state.guard.key_style(crate::auth::bearer(headers)).map(str::to_string), "key_styles"),
     };
     match name {
         Some(name) => Ok(Some(ChosenStyle { text: state.guard.style(&name, param)?.to_string(), name })),

@@ -3,21 +3,23 @@
 use super::unix_time;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire::errors::ErrorBody;
+use crate::wire::system::{Health, Model, ModelList, Ready};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::Json;
-use serde_json::{json, Value};
 
 /// Liveness: the process answers.
 #[utoipa::path(
     get,
     path = "/health",
     tag = "system",
-    responses((status = 200, description = "The process answers", body = crate::openapi::Health))
+    responses((status = 200, description = "The process answers", body = Health))
 )]
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Readiness: the model is loaded and the engine thread runs.
@@ -26,20 +28,25 @@ pub async fn health() -> Json<Value> {
     path = "/ready",
     tag = "system",
     responses(
-        (status = 200, description = "The model is loaded; queue sizes", body = crate::openapi::Ready),
-        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The model is loaded; queue sizes", body = Ready),
+        (status = 503, description = "The model is not loaded yet; see `Retry-After`", body = ErrorBody),
     )
 )]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
     if !state.backend.is_ready() {
         return Err(ApiError::not_ready());
     }
     let (waiting, running) = state.backend.load();
     // The store is not needed to answer: a store still connecting is reported, not a 503.
     let store = state.recorder.as_ref().map_or("off", |r| r.link().state());
-    Ok(Json(json!({
-        "status": "ready", "model": state.backend.model_id(), "waiting": waiting, "running": running, "store": store,
-    })))
+    let ready = Ready {
+        status: "ready",
+        model: state.backend.model_id(),
+        waiting: waiting as u64,
+        running: running as u64,
+        store,
+    };
+    Ok(Json(ready).into_response())
 }
 
 /// The served models: the generation model, and the embedding model if any.
@@ -48,18 +55,17 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     path = "/v1/models",
     tag = "openai",
     responses(
-        (status = 200, description = "The served models", body = crate::openapi::ModelList),
-        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The served models", body = ModelList),
+        (status = 401, description = "Missing or wrong API key (only when the server has API keys)", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
-pub async fn models(State(state): State<AppState>) -> Json<Value> {
+pub async fn models(State(state): State<AppState>) -> Response {
     let created = unix_time();
     let mut ids = vec![state.backend.model_id()];
     ids.extend(state.embedder.as_ref().map(|e| e.model_id()));
-    let data: Vec<Value> =
-        ids.iter().map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "luodi"})).collect();
-    Json(json!({"object": "list", "data": data}))
+    let data = ids.into_iter().map(|id| Model { id, object: "model", created, owned_by: "luodi" }).collect();
+    Json(ModelList { object: "list", data }).into_response()
 }
 
 /// Prometheus metrics.
