@@ -71,6 +71,13 @@ impl ResponseCache {
         &self.config
     }
 
+    /// Ends a Redis cool-down now (no-op for the in-process store).
+    pub fn retry_store_now(&self) {
+        if let Store::Redis(redis) = &self.store {
+            redis.retry_now();
+        }
+    }
+
     pub fn store_name(&self) -> &'static str {
         match self.store {
             Store::Memory { .. } => "memory",

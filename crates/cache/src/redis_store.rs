@@ -37,6 +37,12 @@ impl RedisStore {
         Ok(RedisStore { pool, timeout, down_until_ms: Arc::new(AtomicU64::new(0)), epoch: Instant::now() })
     }
 
+    /// Ends a cool-down now: the next operation tries Redis again (when an operator knows it
+    /// is back, and for tests, which must not sleep through the cool-down).
+    pub fn retry_now(&self) {
+        self.down_until_ms.store(0, Ordering::Relaxed);
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

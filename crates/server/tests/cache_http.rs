@@ -5,53 +5,17 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{Fake, Script};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::Prompt;
-use luodi_server::backend::{
-    Backend, BackendError, Embedder, EventStream, FinishReason, Finished, GenEvent, GenRequest,
-};
+use luodi_server::backend::{BackendError, Embedder};
 use luodi_server::config::ServerConfig;
-use luodi_server::guarding::Guarding;
 use luodi_server::state::AppState;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
-/// Answers every prompt with the same tokens and counts generations.
-struct Fake {
-    tokens: Vec<&'static str>,
-    generations: AtomicUsize,
-    last_prompt: Mutex<Option<Prompt>>,
-}
-
-impl Backend for Fake {
-    fn model_id(&self) -> &str {
-        "tiny"
-    }
-    fn context_length(&self) -> usize {
-        1000
-    }
-    fn is_ready(&self) -> bool {
-        true
-    }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
-        self.generations.fetch_add(1, Ordering::SeqCst);
-        *self.last_prompt.lock().unwrap() = Some(request.prompt.clone());
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        for t in &self.tokens {
-            tx.send(Ok(GenEvent::Token { text: t.to_string(), info: None })).unwrap();
-        }
-        let done =
-            Finished { finish_reason: FinishReason::Stop, prompt_tokens: 7, completion_tokens: self.tokens.len() };
-        tx.send(Ok(GenEvent::Done(done))).unwrap();
-        Ok(rx)
-    }
-    fn load(&self) -> (usize, usize) {
-        (0, 0)
-    }
-}
+mod common;
 
 /// Embeds by keyword so tests control similarity: questions about "hours" point one way,
 /// about "password" another.
@@ -85,22 +49,17 @@ fn app_with(
     cache: Option<Arc<luodi_cache::ResponseCache>>,
 ) -> (axum::Router, Arc<Fake>) {
     let config: ServerConfig = toml::from_str(toml).unwrap();
-    let fake = Arc::new(Fake { tokens, generations: AtomicUsize::new(0), last_prompt: Mutex::new(None) });
+    let fake = Fake::with_usage(Script::Tokens(tokens), 7);
     let cache = cache.or_else(|| match config.cache.mode {
         luodi_cache::CacheMode::Off => None,
         _ => Some(Arc::new(luodi_cache::ResponseCache::new(config.cache.clone()).unwrap())),
     });
     CACHES.lock().unwrap().extend(cache.clone());
     let state = AppState {
-        backend: fake.clone(),
         embedder: Some(Arc::new(KeywordEmbedder)),
-        guard: Guarding::from_config(&config).unwrap(),
-        config: Arc::new(config),
-        metrics: luodi_server::metrics_handle(),
-        chat_template: true,
         cache,
         model_version: model_version.into(),
-        recorder: None,
+        ..common::state(fake.clone(), config)
     };
     (router(state, ApiKeys::default()), fake)
 }
@@ -163,7 +122,7 @@ async fn a_repeated_question_is_a_hit_as_json_and_as_a_stream() {
     let v: Value = serde_json::from_str(&second.body).unwrap();
     assert_eq!(v["usage"]["prompt_tokens"], 7);
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
-    assert_eq!(fake.generations.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.generations(), 1);
 
     let mut body = chat("What are your opening hours?");
     body["stream"] = json!(true);
@@ -181,7 +140,7 @@ async fn a_repeated_question_is_a_hit_as_json_and_as_a_stream() {
     assert_eq!(text, "We are open 9 to 5.");
     assert!(streamed.body.contains("\"finish_reason\":\"stop\"") && streamed.body.contains("\"completion_tokens\":2"));
     assert!(streamed.body.trim_end().ends_with("data: [DONE]"));
-    assert_eq!(fake.generations.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.generations(), 1);
 
     // A different parameter that matters is a different entry; text completions are apart too.
     let mut longer = chat("What are your opening hours?");
@@ -226,7 +185,7 @@ async fn bypasses_sampling_opt_outs_and_bad_values() {
     let mut lp = chat("Do you have parking?");
     lp["logprobs"] = json!(true);
     assert_eq!(post(&app, "/v1/chat/completions", lp, &[]).await.cache, "bypass");
-    let generations = fake.generations.load(Ordering::SeqCst);
+    let generations = fake.generations();
     assert_eq!(generations, 7, "2 hot + 1 seeded + no-store + no-cache + opt-out + logprobs");
 
     let (off, _) = default_app("[cache]\nmode = \"off\"\n");
@@ -248,7 +207,7 @@ async fn prompts_with_pii_and_moderated_answers_are_never_stored() {
         settle().await;
     }
     // The model saw the masked prompt, never the value.
-    let seen = format!("{:?}", fake.last_prompt.lock().unwrap());
+    let seen = format!("{:?}", fake.last_prompt());
     assert!(!seen.contains("41010519590722056X"), "{seen}");
 
     // An answer the output lexicon touched (flagged) is served but not stored.
@@ -258,7 +217,7 @@ async fn prompts_with_pii_and_moderated_answers_are_never_stored() {
         assert_eq!(post(&app, "/v1/chat/completions", chat("Hours?"), &[]).await.cache, "miss");
         settle().await;
     }
-    assert_eq!(fake.generations.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.generations(), 2);
 }
 
 #[tokio::test]
@@ -300,7 +259,7 @@ async fn semantic_hits_only_for_agreeing_single_turn_questions() {
         {"role": "system", "content": "Answer in French."},
         {"role": "user", "content": "Hi, what are your opening hours, please?"}]});
     assert_eq!(post(&app, "/v1/chat/completions", sys, &[]).await.cache, "miss");
-    assert_eq!(fake.generations.load(Ordering::SeqCst), 4);
+    assert_eq!(fake.generations(), 4);
 }
 
 fn unique_prefix(name: &str) -> String {
@@ -318,7 +277,7 @@ async fn two_replicas_share_hits_through_redis() {
     settle().await;
     let r = post(&b, "/v1/chat/completions", chat("营业时间是几点？"), &[]).await;
     assert_eq!((r.cache.as_str(), content(&r.body).as_str()), ("hit", "shared answer"));
-    assert_eq!((fake_a.generations.load(Ordering::SeqCst), fake_b.generations.load(Ordering::SeqCst)), (1, 0));
+    assert_eq!((fake_a.generations(), fake_b.generations()), (1, 0));
     let cache = luodi_cache::ResponseCache::new(toml::from_str::<ServerConfig>(&toml).unwrap().cache).unwrap();
     cache.purge(None).await.unwrap();
 }
@@ -331,7 +290,7 @@ async fn an_unreachable_redis_means_misses_never_errors() {
         let r = post(&app, "/v1/chat/completions", chat("hi"), &[]).await;
         assert_eq!((r.status, r.cache.as_str(), content(&r.body).as_str()), (StatusCode::OK, "miss", "fine"));
     }
-    assert_eq!(fake.generations.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.generations(), 3);
 }
 
 async fn get(app: &axum::Router, path: &str) -> (StatusCode, Value) {

@@ -3,97 +3,24 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{Fake, Script};
 use http_body_util::BodyExt;
-use luodi_server::app::{router, ApiKeys};
 use luodi_server::backend::Prompt;
-use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
 use luodi_server::config::ServerConfig;
 use luodi_server::guarding::Guarding;
-use luodi_server::state::AppState;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::UnboundedSender;
+use std::sync::Arc;
 use tower::ServiceExt;
+
+mod common;
 
 const ID: &str = "41010519590722056X";
 const MOBILE: &str = "13800138000";
 
-/// What the fake answers.
-#[derive(Clone)]
-enum Script {
-    /// These tokens, then `Done`.
-    Tokens(Vec<&'static str>),
-    /// These tokens, and then nothing: the generation is still "running" (the test checks
-    /// that the server cancelled it by dropping the receiver).
-    Running(Vec<&'static str>),
-    /// The last message's text back, in two tokens.
-    Echo,
-}
-
-struct Fake {
-    script: Script,
-    seen: Mutex<Vec<GenRequest>>,
-    senders: Mutex<Vec<UnboundedSender<Result<GenEvent, BackendError>>>>,
-}
-
-impl Backend for Fake {
-    fn model_id(&self) -> &str {
-        "tiny"
-    }
-    fn context_length(&self) -> usize {
-        1000
-    }
-    fn is_ready(&self) -> bool {
-        true
-    }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let owned = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (tokens, done) = match &self.script {
-            Script::Tokens(t) => (owned(t), true),
-            Script::Running(t) => (owned(t), false),
-            Script::Echo => {
-                let text = match &request.prompt {
-                    Prompt::Chat(m) => m.last().unwrap().content.clone(),
-                    Prompt::Raw(s) => s.clone(),
-                    Prompt::Tokens(_) => String::new(),
-                };
-                let half = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
-                (vec![text[..half].to_string(), text[half..].to_string()], true)
-            }
-        };
-        self.seen.lock().unwrap().push(request);
-        for t in &tokens {
-            tx.send(Ok(GenEvent::Token { text: t.clone(), info: None })).unwrap();
-        }
-        if done {
-            let finished =
-                Finished { finish_reason: FinishReason::Stop, prompt_tokens: 5, completion_tokens: tokens.len() };
-            tx.send(Ok(GenEvent::Done(finished))).unwrap();
-        }
-        self.senders.lock().unwrap().push(tx);
-        Ok(rx)
-    }
-    fn load(&self) -> (usize, usize) {
-        (0, 0)
-    }
-}
-
 fn make_app(toml: &str, script: Script) -> (axum::Router, Arc<Fake>) {
     let config: ServerConfig = toml::from_str(toml).unwrap();
-    let fake = Arc::new(Fake { script, seen: Mutex::new(vec![]), senders: Mutex::new(vec![]) });
-    let state = AppState {
-        backend: fake.clone(),
-        embedder: None,
-        guard: Guarding::from_config(&config).unwrap(),
-        cache: None,
-        model_version: "test@0".into(),
-        recorder: None,
-        config: Arc::new(config),
-        metrics: luodi_server::metrics_handle(),
-        chat_template: true,
-    };
-    (router(state, ApiKeys::default()), fake)
+    let fake = Fake::with_usage(script, 5);
+    (common::app(fake.clone(), config), fake)
 }
 
 async fn post(app: &axum::Router, path: &str, body: Value, header: Option<(&str, &str)>) -> (StatusCode, String) {

@@ -2,94 +2,31 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{Fake, Script};
 use http_body_util::BodyExt;
 use luodi_server::app::{router, ApiKeys};
-use luodi_server::backend::{Backend, BackendError, EventStream, FinishReason, Finished, GenEvent, GenRequest};
+use luodi_server::backend::BackendError;
 use luodi_server::config::ServerConfig;
 use luodi_server::state::AppState;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tower::ServiceExt;
 
-/// Answers "Hello, 世界" in three tokens, or whatever the test scripts.
-struct Fake {
-    ready: bool,
-    full: bool,
-    fail: Option<BackendError>,
-    seen: Mutex<Vec<GenRequest>>,
-}
+mod common;
 
-impl Fake {
-    fn new() -> Self {
-        Self { ready: true, full: false, fail: None, seen: Mutex::new(vec![]) }
-    }
-}
-
-impl Backend for Fake {
-    fn model_id(&self) -> &str {
-        "tiny"
-    }
-    fn context_length(&self) -> usize {
-        100
-    }
-    fn is_ready(&self) -> bool {
-        self.ready
-    }
-    fn submit(&self, request: GenRequest) -> Result<EventStream, BackendError> {
-        if !self.ready {
-            return Err(BackendError::NotReady);
-        }
-        if self.full {
-            return Err(BackendError::Overloaded { retry_after: 2 });
-        }
-        let logprobs = request.logprobs;
-        self.seen.lock().unwrap().push(request);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        if let Some(e) = &self.fail {
-            tx.send(Err(e.clone())).unwrap();
-            return Ok(rx);
-        }
-        for (i, t) in ["Hello", ", ", "世界"].into_iter().enumerate() {
-            let lp = -(i as f32) - 0.5;
-            let info = logprobs.then(|| luodi_server::backend::TokenInfo {
-                token: t.into(),
-                logprob: lp,
-                bytes: t.as_bytes().to_vec(),
-                top: vec![(t.into(), lp, t.as_bytes().to_vec()), ("x".into(), lp - 1.0, b"x".to_vec())],
-            });
-            tx.send(Ok(GenEvent::Token { text: t.into(), info })).unwrap();
-        }
-        tx.send(Ok(GenEvent::Done(Finished {
-            finish_reason: FinishReason::Stop,
-            prompt_tokens: 5,
-            completion_tokens: 3,
-        })))
-        .unwrap();
-        Ok(rx)
-    }
-    fn load(&self) -> (usize, usize) {
-        (0, 0)
-    }
+/// Answers "Hello, 世界" in three tokens, with a context of 100.
+fn hello() -> Fake {
+    Fake { prompt_tokens: 5, context_length: 100, ..Fake::plain(Script::Tokens(vec!["Hello", ", ", "世界"])) }
 }
 
 fn app_with(fake: Fake, keys: Vec<&str>, config: ServerConfig) -> (axum::Router, Arc<Fake>) {
     let fake = Arc::new(fake);
-    let state = AppState {
-        backend: fake.clone(),
-        embedder: None,
-        config: Arc::new(config),
-        metrics: luodi_server::metrics_handle(),
-        chat_template: true,
-        guard: Default::default(),
-        cache: None,
-        model_version: "test@0".into(),
-        recorder: None,
-    };
+    let state = common::state(fake.clone(), config);
     (router(state, ApiKeys::new(keys.into_iter().map(String::from).collect())), fake)
 }
 
 fn app() -> axum::Router {
-    app_with(Fake::new(), vec![], ServerConfig::default()).0
+    app_with(hello(), vec![], ServerConfig::default()).0
 }
 
 async fn call(
@@ -177,13 +114,13 @@ async fn completions_and_generate_and_models() {
 
 #[tokio::test]
 async fn generate_maps_max_length_and_defaults() {
-    let (app, fake) = app_with(Fake::new(), vec![], ServerConfig::default());
+    let (app, fake) = app_with(hello(), vec![], ServerConfig::default());
     call(app.clone(), "POST", "/generate", Some(json!({"prompt": "hi", "max_length": 7})), None).await;
     call(app, "POST", "/generate", Some(json!({"prompt": "hi"})), None).await;
     let max_tokens: Vec<usize> = fake.seen.lock().unwrap().iter().map(|r| r.max_tokens).collect();
     assert_eq!(max_tokens, vec![7, 100]);
     let (s, _, b) = call(
-        app_with(Fake::new(), vec![], ServerConfig::default()).0,
+        app_with(hello(), vec![], ServerConfig::default()).0,
         "POST",
         "/generate",
         Some(json!({"max_length": 5})),
@@ -221,7 +158,7 @@ async fn unknown_model_is_404() {
 
 #[tokio::test]
 async fn api_keys_are_required_when_configured() {
-    let (app, _) = app_with(Fake::new(), vec!["s3cret", "other"], ServerConfig::default());
+    let (app, _) = app_with(hello(), vec!["s3cret", "other"], ServerConfig::default());
     let (s, _, b) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), None).await;
     assert_openai_error(s, &b, StatusCode::UNAUTHORIZED, "API key");
     let (s, _, _) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), Some("wrong")).await;
@@ -236,7 +173,7 @@ async fn api_keys_are_required_when_configured() {
 #[tokio::test]
 async fn oversized_body_is_413() {
     let config = ServerConfig { max_body_bytes: 64, ..Default::default() };
-    let (app, _) = app_with(Fake::new(), vec![], config);
+    let (app, _) = app_with(hello(), vec![], config);
     let mut body = chat_body();
     body["messages"][0]["content"] = json!("x".repeat(500));
     let (s, _, b) = call(app, "POST", "/v1/chat/completions", Some(body), None).await;
@@ -245,7 +182,11 @@ async fn oversized_body_is_413() {
 
 #[tokio::test]
 async fn full_queue_is_429_with_retry_after() {
-    let (app, _) = app_with(Fake { full: true, ..Fake::new() }, vec![], ServerConfig::default());
+    let (app, _) = app_with(
+        Fake { refuse: Some(BackendError::Overloaded { retry_after: 2 }), ..hello() },
+        vec![],
+        ServerConfig::default(),
+    );
     let (s, headers, b) = call(app, "POST", "/v1/chat/completions", Some(chat_body()), None).await;
     assert_openai_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "busy");
     assert_eq!(headers["retry-after"], "2");
@@ -253,7 +194,7 @@ async fn full_queue_is_429_with_retry_after() {
 
 #[tokio::test]
 async fn not_ready_is_503() {
-    let (app, _) = app_with(Fake { ready: false, ..Fake::new() }, vec![], ServerConfig::default());
+    let (app, _) = app_with(Fake { ready: false, ..hello() }, vec![], ServerConfig::default());
     let (s, _, _) = call(app.clone(), "GET", "/ready", None, None).await;
     assert_eq!(s, 503);
     let (s, headers, b) = call(app.clone(), "POST", "/v1/chat/completions", Some(chat_body()), None).await;
@@ -266,7 +207,7 @@ async fn not_ready_is_503() {
 #[tokio::test]
 async fn context_overflow_is_400_with_the_numbers() {
     let err = BackendError::ContextOverflow { prompt_tokens: 120, max_tokens: 10, context_length: 100 };
-    let (app, _) = app_with(Fake { fail: Some(err), ..Fake::new() }, vec![], ServerConfig::default());
+    let (app, _) = app_with(Fake { fail: Some(err), ..hello() }, vec![], ServerConfig::default());
     let (s, _, b) = call(app, "POST", "/v1/chat/completions", Some(chat_body()), None).await;
     assert_openai_error(s, &b, StatusCode::BAD_REQUEST, "maximum context length is 100 tokens");
     assert_eq!(json_of(&b)["error"]["code"], "context_length_exceeded");
@@ -313,15 +254,8 @@ impl luodi_server::backend::Embedder for FakeEmbedder {
 
 fn app_with_embedder() -> axum::Router {
     let state = AppState {
-        backend: Arc::new(Fake::new()),
         embedder: Some(Arc::new(FakeEmbedder)),
-        config: Arc::new(ServerConfig::default()),
-        metrics: luodi_server::metrics_handle(),
-        chat_template: true,
-        guard: Default::default(),
-        cache: None,
-        model_version: "test@0".into(),
-        recorder: None,
+        ..common::state(Arc::new(hello()), ServerConfig::default())
     };
     router(state, ApiKeys::default())
 }
@@ -368,7 +302,7 @@ async fn embeddings_float_base64_and_errors() {
 #[tokio::test]
 async fn openapi_document_lists_every_route() {
     // Served outside the API-key layer.
-    let (app, _) = app_with(Fake::new(), vec!["secret"], ServerConfig::default());
+    let (app, _) = app_with(hello(), vec!["secret"], ServerConfig::default());
     let (s, headers, b) = call(app, "GET", "/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
