@@ -393,3 +393,18 @@ async fn streamed_and_whole_answers_carry_the_same_logprobs() {
         }
     }
 }
+
+/// The console is one self-contained page: HTML, not cached, and a policy that allows no
+/// script or request from anywhere else.
+#[tokio::test]
+async fn console_is_one_self_contained_page() {
+    let (status, headers, body) = call(app(), "GET", "/console", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-store");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.contains("/v1/interactions") && page.contains("/v1/feedback"), "the page talks to the review API");
+    assert!(!page.contains("http://") && !page.contains("https://"), "nothing is loaded from outside");
+}
