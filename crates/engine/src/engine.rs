@@ -184,6 +184,12 @@ impl Engine {
         &self.path
     }
 
+    /// The chat template itself, for callers that render conversations without a generation
+    /// prompt (the trainer marks assistant turns with it, exactly as served).
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.template.is_some()
     }

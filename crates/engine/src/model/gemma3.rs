@@ -15,9 +15,9 @@ use candle_core::{Device, Tensor};
 
 /// One global-attention layer follows every five sliding-window layers (llama.cpp and the
 /// reference implementation hard-code this pattern for Gemma 3; the GGUF does not carry it).
-const SLIDING_WINDOW_PATTERN: usize = 6;
+pub const SLIDING_WINDOW_PATTERN: usize = 6;
 /// RoPE base of the sliding-window layers, likewise fixed by the architecture.
-const LOCAL_ROPE_BASE: f32 = 10_000.0;
+pub const LOCAL_ROPE_BASE: f32 = 10_000.0;
 
 struct Block {
     attn_norm: RmsNorm,

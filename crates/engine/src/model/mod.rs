@@ -18,6 +18,9 @@ use layers::TensorSource;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Gemma 3's fixed layer pattern, for code that rebuilds its blocks (the trainer).
+pub use gemma3::{LOCAL_ROPE_BASE, SLIDING_WINDOW_PATTERN};
+
 /// Hyper-parameters read from the GGUF header.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelConfig {
