@@ -1,5 +1,5 @@
 //! The `luodi` binary: command-line parsing and dispatch. Glue only: the work happens in the
-//! engine and models crates.
+//! engine, models, server and train crates.
 
 mod commands;
 mod options;
@@ -40,6 +40,8 @@ enum Command {
     /// The running server's response cache: stats, clear.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
+    /// Fine-tune the model on CPU: LoRA or full, continual pre-training or SFT on corrections.
+    Train(Box<commands::train::TrainArgs>),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -65,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Feedback(cmd) => commands::feedback::run(cmd),
         Command::Keys(cmd) => commands::keys::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::Train(args) => commands::train::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

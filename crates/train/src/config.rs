@@ -15,10 +15,11 @@ pub enum Method {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
-    /// The GGUF file trained on, the name it was asked by, and its sha256 when known.
+    /// The GGUF file trained on and the name it was asked by.
     pub model_path: PathBuf,
     pub model_name: String,
-    pub model_sha256: Option<String>,
+    /// A chat template file replacing the model's.
+    pub chat_template: Option<PathBuf>,
     pub train_file: PathBuf,
     pub validation_file: Option<PathBuf>,
     pub validation_split: f32,
@@ -60,7 +61,10 @@ pub fn parse_targets(spec: &str) -> Result<Vec<Target>> {
     for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let t = Target::from_peft_name(name).ok_or_else(|| {
             let known: Vec<&str> = Target::ALL.iter().map(|t| t.peft_name()).collect();
-            TrainError::flag("target_modules", format!("`{name}` is not a module; expected some of {} or all-linear", known.join(",")))
+            TrainError::flag(
+                "target_modules",
+                format!("`{name}` is not a module; expected some of {} or all-linear", known.join(",")),
+            )
         })?;
         if !out.contains(&t) {
             out.push(t);
@@ -91,7 +95,10 @@ impl TrainConfig {
         if let Some(s) = self.max_steps {
             positive("max_steps", s)?;
         } else if !(self.num_train_epochs > 0.0 && self.num_train_epochs.is_finite()) {
-            return Err(TrainError::flag("num_train_epochs", format!("must be above 0, got {}", self.num_train_epochs)));
+            return Err(TrainError::flag(
+                "num_train_epochs",
+                format!("must be above 0, got {}", self.num_train_epochs),
+            ));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(TrainError::flag("learning_rate", format!("must be above 0, got {}", self.learning_rate)));
@@ -103,13 +110,19 @@ impl TrainConfig {
             return Err(TrainError::flag("warmup_steps", "give --warmup_steps or --warmup_ratio, not both"));
         }
         if !(0.0..1.0).contains(&self.validation_split) {
-            return Err(TrainError::flag("validation_split", format!("must be in [0, 1), got {}", self.validation_split)));
+            return Err(TrainError::flag(
+                "validation_split",
+                format!("must be in [0, 1), got {}", self.validation_split),
+            ));
         }
         if self.validation_split > 0.0 && self.validation_file.is_some() {
             return Err(TrainError::flag("validation_split", "give --validation_file or --validation_split, not both"));
         }
         if self.eval_steps.is_some() && self.validation_file.is_none() && self.validation_split == 0.0 {
-            return Err(TrainError::flag("eval_steps", "needs validation data: --validation_file or --validation_split"));
+            return Err(TrainError::flag(
+                "eval_steps",
+                "needs validation data: --validation_file or --validation_split",
+            ));
         }
         for (flag, v) in [("save_steps", self.save_steps), ("eval_steps", self.eval_steps)] {
             if let Some(v) = v {
@@ -118,7 +131,7 @@ impl TrainConfig {
         }
         if self.method == Method::Lora {
             positive("lora_r", self.lora_r)?;
-            if !(self.lora_alpha > 0.0) {
+            if self.lora_alpha.is_nan() || self.lora_alpha <= 0.0 {
                 return Err(TrainError::flag("lora_alpha", format!("must be above 0, got {}", self.lora_alpha)));
             }
             if !(0.0..1.0).contains(&self.lora_dropout) {

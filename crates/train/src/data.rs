@@ -195,7 +195,10 @@ fn parse_record(value: &Value) -> std::result::Result<Record, String> {
 
 /// Turns a conversation into alternating (text, trained) pieces: each assistant turn, as the
 /// template writes it (its end-of-turn marker included), is trained; the rest is context.
-pub fn chat_pieces(template: &ChatTemplate, messages: &[ChatMessage]) -> std::result::Result<Vec<(String, bool)>, String> {
+pub fn chat_pieces(
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+) -> std::result::Result<Vec<(String, bool)>, String> {
     let mut pieces = Vec::new();
     let mut done = String::new();
     for (i, m) in messages.iter().enumerate() {
@@ -205,7 +208,8 @@ pub fn chat_pieces(template: &ChatTemplate, messages: &[ChatMessage]) -> std::re
         if i == 0 {
             return Err("an assistant message needs a user message before it".into());
         }
-        let render_err = |e: luodi_engine::EngineError| format!("the chat template cannot render this conversation: {e}");
+        let render_err =
+            |e: luodi_engine::EngineError| format!("the chat template cannot render this conversation: {e}");
         let prompt = template.render(&messages[..i], true).map_err(render_err)?;
         let through = template.render(&messages[..=i], false).map_err(render_err)?;
         if !prompt.starts_with(&done) || !through.starts_with(&prompt) {
@@ -348,7 +352,10 @@ mod tests {
             ("{\"text\":\"a\"\n", ":1: not valid JSON"),
             ("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n", ":1: `messages` has no assistant message"),
             ("{\"messages\":[{\"role\":\"bot\",\"content\":\"hi\"}]}\n", "`messages[0].role` is `bot`"),
-            ("{\"text\":\"a\"}\n{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]}\n", ":2: this is a chat record but line 1 is a text record"),
+            (
+                "{\"text\":\"a\"}\n{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]}\n",
+                ":2: this is a chat record but line 1 is a text record",
+            ),
             ("{\"prompt\":\"a\"}\n", "expected a `text` record"),
         ];
         for (text, want) in cases {

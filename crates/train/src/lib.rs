@@ -6,6 +6,7 @@
 
 pub mod error;
 mod gemm;
+mod memory;
 pub mod model;
 pub mod ops;
 pub mod rng;

@@ -124,7 +124,12 @@ impl Block {
     fn norms_mut(&mut self) -> impl Iterator<Item = &mut Norm> {
         [Some(&mut self.attn_norm), Some(&mut self.ffn_norm)]
             .into_iter()
-            .chain([self.q_norm.as_mut(), self.k_norm.as_mut(), self.post_attn_norm.as_mut(), self.post_ffn_norm.as_mut()])
+            .chain([
+                self.q_norm.as_mut(),
+                self.k_norm.as_mut(),
+                self.post_attn_norm.as_mut(),
+                self.post_ffn_norm.as_mut(),
+            ])
             .flatten()
     }
 }
@@ -286,7 +291,7 @@ impl Block {
         let kind = if self.q_norm.is_some() { Gate::GeluTanh } else { Gate::Silu };
         activation::forward(kind, &g, &u, &mut ff);
         let mut dn = vec![0.0; rows * hidden];
-        let down_lin = self.down.forward(&ff, rows, &mut dn, rng.as_deref_mut());
+        let down_lin = self.down.forward(&ff, rows, &mut dn, rng);
         let (mut d_pre, mut rstd_d) = (Vec::new(), Vec::new());
         if let Some(pn) = &self.post_ffn_norm {
             let (normed, r) = norm_forward(&dn, pn, eps);
@@ -654,7 +659,16 @@ impl Model {
         }
         let (hf, _) = norm_forward(&x[(tokens.len() - 1) * d..], &self.final_norm, eps);
         let mut logits = vec![0.0; self.dims.vocab];
-        crate::gemm::matmul(&mut logits, false, &hf, crate::gemm::Op::N, self.head(), crate::gemm::Op::T, (1, self.dims.vocab, d), 1.0);
+        crate::gemm::matmul(
+            &mut logits,
+            false,
+            &hf,
+            crate::gemm::Op::N,
+            self.head(),
+            crate::gemm::Op::T,
+            (1, self.dims.vocab, d),
+            1.0,
+        );
         logits
     }
 }

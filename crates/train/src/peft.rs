@@ -69,7 +69,11 @@ pub fn save(dir: &Path, model: &Model, config: &AdapterConfig, metadata: HashMap
             } else {
                 lora.b.clone()
             };
-            tensors.push(Named { name: format!("{base}.lora_A.weight"), shape: vec![lora.r, l.inp], values: lora.a.clone() });
+            tensors.push(Named {
+                name: format!("{base}.lora_A.weight"),
+                shape: vec![lora.r, l.inp],
+                values: lora.a.clone(),
+            });
             tensors.push(Named { name: format!("{base}.lora_B.weight"), shape: vec![l.out, lora.r], values: b });
         }
     }
@@ -96,7 +100,11 @@ pub fn load(dir: &Path, model: &mut Model) -> Result<(AdapterConfig, HashMap<Str
     }
     let wpath = dir.join(WEIGHTS_FILE);
     let (mut tensors, metadata) = tensors::read(&wpath)?;
-    let scale = if config.use_rslora { config.lora_alpha / (config.r as f32).sqrt() } else { config.lora_alpha / config.r as f32 };
+    let scale = if config.use_rslora {
+        config.lora_alpha / (config.r as f32).sqrt()
+    } else {
+        config.lora_alpha / config.r as f32
+    };
     let arch = model.dims.arch;
     let n_blocks = model.blocks.len();
     let mut found = 0;
@@ -114,7 +122,10 @@ pub fn load(dir: &Path, model: &mut Model) -> Result<(AdapterConfig, HashMap<Str
             if a.shape != [r, l.inp] || b.shape != [l.out, r] {
                 return Err(TrainError::file(
                     &wpath,
-                    format!("`{base}`: A is {:?} and B is {:?}; this model needs A [r, {}] and B [{}, r]", a.shape, b.shape, l.inp, l.out),
+                    format!(
+                        "`{base}`: A is {:?} and B is {:?}; this model needs A [r, {}] and B [{}, r]",
+                        a.shape, b.shape, l.inp, l.out
+                    ),
                 ));
             }
             let b = if permuted(t, arch) { reorder_rows(&b.values, r, hd, false) } else { b.values };
@@ -131,7 +142,10 @@ pub fn load(dir: &Path, model: &mut Model) -> Result<(AdapterConfig, HashMap<Str
         }
     }
     if let Some(name) = tensors.keys().next() {
-        return Err(TrainError::file(&wpath, format!("tensor `{name}` matches no layer of this {n_blocks}-layer model")));
+        return Err(TrainError::file(
+            &wpath,
+            format!("tensor `{name}` matches no layer of this {n_blocks}-layer model"),
+        ));
     }
     if found == 0 {
         return Err(TrainError::file(&wpath, "holds no LoRA tensors"));

@@ -14,21 +14,23 @@ pub struct Named {
 }
 
 pub fn write(path: &Path, tensors: &[Named], metadata: HashMap<String, String>) -> Result<()> {
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for (t, b) in tensors.iter().zip(&bytes) {
         let view = TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| TrainError::file(path, e))?;
         views.push((t.name.clone(), view));
     }
-    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| TrainError::file(path, format!("cannot write: {e}")))
+    safetensors::serialize_to_file(views, Some(metadata), path)
+        .map_err(|e| TrainError::file(path, format!("cannot write: {e}")))
 }
 
 /// Every tensor of the file by name, and the file's metadata.
 pub fn read(path: &Path) -> Result<(BTreeMap<String, Named>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::file(path, format!("cannot read: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::file(path, format!("not a safetensors file: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::file(path, format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| TrainError::file(path, format!("not a safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| TrainError::file(path, format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = view.data();
@@ -36,7 +38,9 @@ pub fn read(path: &Path) -> Result<(BTreeMap<String, Named>, HashMap<String, Str
             Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(TrainError::file(path, format!("tensor `{name}` is {other:?}; expected F32, F16 or BF16"))),
+            other => {
+                return Err(TrainError::file(path, format!("tensor `{name}` is {other:?}; expected F32, F16 or BF16")))
+            }
         };
         out.insert(name.clone(), Named { name, shape: view.shape().to_vec(), values });
     }

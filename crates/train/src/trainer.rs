@@ -6,10 +6,10 @@ use crate::data::{self, Objective, Prepared, Sequence};
 use crate::error::{Result, TrainError};
 use crate::model::{Batch, Model};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use crate::peft::{self, AdapterConfig};
 use crate::rng::SplitMix64;
 use crate::schedule::Schedule;
 use crate::tensors::{self, Named};
-use crate::peft::{self, AdapterConfig};
 use luodi_engine::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -39,12 +39,14 @@ pub struct Datasets {
 /// Reads and tokenizes the data with the model's own tokenizer and chat template.
 pub fn prepare(config: &TrainConfig, engine: &Engine) -> Result<Datasets> {
     let (objective, mut records) = data::read_records(&config.train_file)?;
-    let n_records = records.len();
     let mut validation_records = None;
     if let Some(path) = &config.validation_file {
         let (vobj, v) = data::read_records(path)?;
         if vobj != objective {
-            return Err(TrainError::flag("validation_file", format!("holds {vobj:?} records but --train_file holds {objective:?} records")));
+            return Err(TrainError::flag(
+                "validation_file",
+                format!("holds {vobj:?} records but --train_file holds {objective:?} records"),
+            ));
         }
         validation_records = Some(v);
     } else if config.validation_split > 0.0 {
@@ -55,11 +57,15 @@ pub fn prepare(config: &TrainConfig, engine: &Engine) -> Result<Datasets> {
         let n = ((records.len() as f32 * config.validation_split).ceil() as usize).clamp(1, records.len() - 1);
         validation_records = Some(records.drain(..n).collect());
     }
+    let n_records = records.len();
     let tok = engine.tokenizer();
     let template = engine.chat_template();
     let train = data::prepare(objective, &records, tok, template, config.max_seq_length)?;
     if train.sequences.is_empty() {
-        return Err(TrainError::flag("train_file", "no sequence with a trained token remains (are all examples longer than --max_seq_length?)"));
+        return Err(TrainError::flag(
+            "train_file",
+            "no sequence with a trained token remains (are all examples longer than --max_seq_length?)",
+        ));
     }
     let validation = match validation_records {
         Some(v) => Some(data::prepare(objective, &v, tok, template, config.max_seq_length)?),
@@ -69,14 +75,17 @@ pub fn prepare(config: &TrainConfig, engine: &Engine) -> Result<Datasets> {
 }
 
 fn tokens(p: &Prepared) -> (usize, usize) {
-    p.sequences.iter().fold((0, 0), |(n, t), s| (n + s.tokens.len(), t + s.trained.iter().skip(1).filter(|&&x| x).count()))
+    p.sequences
+        .iter()
+        .fold((0, 0), |(n, t), s| (n + s.tokens.len(), t + s.trained.iter().skip(1).filter(|&&x| x).count()))
 }
 
 /// The plan of a run: how many optimizer steps, and warmup.
 pub fn plan(config: &TrainConfig, sequences: usize) -> (usize, usize, usize) {
     let micro_per_epoch = sequences.div_ceil(config.per_device_train_batch_size);
     let total = config.max_steps.unwrap_or_else(|| {
-        ((config.num_train_epochs as f64 * micro_per_epoch as f64) / config.gradient_accumulation_steps as f64).ceil() as usize
+        ((config.num_train_epochs as f64 * micro_per_epoch as f64) / config.gradient_accumulation_steps as f64).ceil()
+            as usize
     });
     let total = total.max(1);
     let warmup = config.warmup_steps.unwrap_or((config.warmup_ratio as f64 * total as f64).ceil() as usize);
@@ -92,26 +101,44 @@ pub fn dry_run(config: &TrainConfig, engine: &Engine, out: &mut dyn Write) -> Re
         let _ = writeln!(out, "{s}");
     };
     w(out, format!("model: {} ({})", config.model_name, config.model_path.display()));
-    w(out, format!("objective: {}", match sets.objective {
-        Objective::ContinualPretraining => "continual pre-training (text records, packed)",
-        Objective::SupervisedFineTuning => "supervised fine-tuning (chat records, loss on assistant turns)",
-    }));
-    w(out, format!(
-        "train: {} records -> {} sequences, {n_tok} tokens, {n_trained} trained",
-        sets.records - sets.validation.as_ref().map_or(0, |_| 0),
-        sets.train.sequences.len()
-    ));
+    w(
+        out,
+        format!(
+            "objective: {}",
+            match sets.objective {
+                Objective::ContinualPretraining => "continual pre-training (text records, packed)",
+                Objective::SupervisedFineTuning => "supervised fine-tuning (chat records, loss on assistant turns)",
+            }
+        ),
+    );
+    w(
+        out,
+        format!(
+            "train: {} records -> {} sequences, {n_tok} tokens, {n_trained} trained",
+            sets.records - sets.validation.as_ref().map_or(0, |_| 0),
+            sets.train.sequences.len()
+        ),
+    );
     if sets.train.truncated + sets.train.dropped > 0 {
-        w(out, format!(
-            "cut at --max_seq_length {}: {} conversations truncated, {} left with no trained token and skipped",
-            config.max_seq_length, sets.train.truncated, sets.train.dropped
-        ));
+        w(
+            out,
+            format!(
+                "cut at --max_seq_length {}: {} conversations truncated, {} left with no trained token and skipped",
+                config.max_seq_length, sets.train.truncated, sets.train.dropped
+            ),
+        );
     }
     if let Some(v) = &sets.validation {
         let (vt, vtr) = tokens(v);
         w(out, format!("validation: {} sequences, {vt} tokens, {vtr} scored", v.sequences.len()));
     }
-    w(out, format!("steps: {total} (warmup {warmup}), batch {} x {} accumulation", config.per_device_train_batch_size, config.gradient_accumulation_steps));
+    w(
+        out,
+        format!(
+            "steps: {total} (warmup {warmup}), batch {} x {} accumulation",
+            config.per_device_train_batch_size, config.gradient_accumulation_steps
+        ),
+    );
     w(out, "example (trained spans in ⟦ ⟧):".into());
     w(out, data::show_trained(engine.tokenizer(), &sets.train.sequences[0]));
     Ok(())
@@ -215,13 +242,21 @@ fn save_model(dir: &Path, model: &mut Model, config: &TrainConfig, sha: &str) ->
         Method::Lora => peft::save(dir, model, &adapter_config(config), metadata),
         Method::Full => {
             let mut named = Vec::new();
-            model.visit_params(|name, p, _| named.push(Named { name: name.into(), shape: vec![p.len()], values: p.to_vec() }));
+            model.visit_params(|name, p, _| {
+                named.push(Named { name: name.into(), shape: vec![p.len()], values: p.to_vec() })
+            });
             tensors::write(&dir.join(WEIGHTS_FILE), &named, metadata)
         }
     }
 }
 
-fn save_checkpoint(dir: &Path, model: &mut Model, opt: &AdamW, state: &TrainerState, config: &TrainConfig) -> Result<()> {
+fn save_checkpoint(
+    dir: &Path,
+    model: &mut Model,
+    opt: &AdamW,
+    state: &TrainerState,
+    config: &TrainConfig,
+) -> Result<()> {
     save_model(dir, model, config, &state.base_sha256)?;
     let mut named = Vec::with_capacity(2 * opt.moments.len());
     for (name, m, v) in &opt.moments {
@@ -236,13 +271,21 @@ fn save_checkpoint(dir: &Path, model: &mut Model, opt: &AdamW, state: &TrainerSt
 /// Restores model tensors, optimizer moments and trainer state from a checkpoint directory.
 fn resume(dir: &Path, model: &mut Model, opt: &mut AdamW, config: &TrainConfig, sha: &str) -> Result<TrainerState> {
     let spath = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&spath).map_err(|e| TrainError::flag("resume_from_checkpoint", format!("{}: {e}", spath.display())))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| TrainError::file(&spath, format!("not a trainer state: {e}")))?;
+    let text = std::fs::read_to_string(&spath)
+        .map_err(|e| TrainError::flag("resume_from_checkpoint", format!("{}: {e}", spath.display())))?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| TrainError::file(&spath, format!("not a trainer state: {e}")))?;
     if state.method != config.method {
-        return Err(TrainError::flag("resume_from_checkpoint", format!("the checkpoint was trained with --method {:?}", state.method)));
+        return Err(TrainError::flag(
+            "resume_from_checkpoint",
+            format!("the checkpoint was trained with --method {:?}", state.method),
+        ));
     }
     if state.base_sha256 != sha {
-        return Err(TrainError::flag("resume_from_checkpoint", "the checkpoint was trained on a different base model file (sha256 differs)"));
+        return Err(TrainError::flag(
+            "resume_from_checkpoint",
+            "the checkpoint was trained on a different base model file (sha256 differs)",
+        ));
     }
     match config.method {
         Method::Lora => {
@@ -256,7 +299,10 @@ fn resume(dir: &Path, model: &mut Model, opt: &mut AdamW, config: &TrainConfig, 
                 _ => missing = missing.take().or(Some(name.to_string())),
             });
             if let Some(name) = missing {
-                return Err(TrainError::file(&dir.join(WEIGHTS_FILE), format!("has no tensor `{name}` of the right size")));
+                return Err(TrainError::file(
+                    &dir.join(WEIGHTS_FILE),
+                    format!("has no tensor `{name}` of the right size"),
+                ));
             }
         }
     }
@@ -273,11 +319,23 @@ fn resume(dir: &Path, model: &mut Model, opt: &mut AdamW, config: &TrainConfig, 
     Ok(state)
 }
 
+/// The engine for the base model's tokenizer and chat template (`--chat_template` applied).
+pub fn load_engine(config: &TrainConfig) -> Result<Engine> {
+    let mut engine = Engine::load(&config.model_path)?;
+    if let Some(path) = &config.chat_template {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::flag("chat_template", format!("{}: {e}", path.display())))?;
+        engine.set_chat_template(src)?;
+    }
+    Ok(engine)
+}
+
 /// Runs training to the end and writes the outputs into `--output_dir`.
 pub fn run(config: &TrainConfig) -> Result<Summary> {
     config.validate()?;
+    crate::memory::keep_freed_memory();
     let sha = sha256_file(&config.model_path)?;
-    let engine = Engine::load(&config.model_path)?;
+    let engine = load_engine(config)?;
     let model_config = engine.config().clone();
     let sets = prepare(config, &engine)?;
     // The quantized serving copy is not needed to train: free it before the f32 weights load.
@@ -292,12 +350,23 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
     }
     let trainable = model.trainable_parameters();
     let out_dir = &config.output_dir;
-    std::fs::create_dir_all(out_dir).map_err(|e| TrainError::flag("output_dir", format!("cannot create {}: {e}", out_dir.display())))?;
-    let adam = AdamWConfig { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_epsilon, weight_decay: config.weight_decay };
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| TrainError::flag("output_dir", format!("cannot create {}: {e}", out_dir.display())))?;
+    let adam = AdamWConfig {
+        beta1: config.adam_beta1,
+        beta2: config.adam_beta2,
+        eps: config.adam_epsilon,
+        weight_decay: config.weight_decay,
+    };
     let mut opt = AdamW::new(adam, &mut model);
     let seqs = &sets.train.sequences;
     let (total, warmup, per_epoch) = plan(config, seqs.len());
-    let schedule = Schedule { kind: config.lr_scheduler_type, peak: config.learning_rate, warmup_steps: warmup, total_steps: total };
+    let schedule = Schedule {
+        kind: config.lr_scheduler_type,
+        peak: config.learning_rate,
+        warmup_steps: warmup,
+        total_steps: total,
+    };
     let mut state = TrainerState {
         global_step: 0,
         max_steps: total,
@@ -315,7 +384,8 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
     }
     let mut dropout = SplitMix64::new(state.dropout_rng);
     let log_path = out_dir.join(LOG_FILE);
-    let mut log = std::fs::File::create(&log_path).map_err(|e| TrainError::file(&log_path, format!("cannot write: {e}")))?;
+    let mut log =
+        std::fs::File::create(&log_path).map_err(|e| TrainError::file(&log_path, format!("cannot write: {e}")))?;
     for entry in &state.log_history {
         let _ = writeln!(log, "{entry}");
     }
@@ -340,7 +410,8 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
         let scale = 1.0 / scored.max(1) as f32;
         let mut loss_sum = 0.0;
         for b in &batches {
-            loss_sum += model.forward_backward(b, Some(scale), Some(&mut dropout), config.gradient_checkpointing).loss_sum;
+            loss_sum +=
+                model.forward_backward(b, Some(scale), Some(&mut dropout), config.gradient_checkpointing).loss_sum;
             tokens_seen += b.rows();
         }
         let grad_norm = clip_grad_norm(&mut model, config.max_grad_norm);
@@ -361,7 +432,8 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
             "tokens": batches.iter().map(Batch::rows).sum::<usize>(),
             "tokens_per_second": tps,
         });
-        let at_eval = config.eval_steps.is_some_and(|e| state.global_step % e == 0) || state.global_step == total;
+        let at_eval =
+            config.eval_steps.is_some_and(|e| state.global_step.is_multiple_of(e)) || state.global_step == total;
         if let (true, Some(v)) = (at_eval, val) {
             let l = evaluate(&mut model, v, bs);
             eval_loss = Some(l);
@@ -369,16 +441,20 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
             entry["eval_perplexity"] = json!(l.exp());
         }
         let _ = writeln!(log, "{entry}");
-        if state.global_step % config.logging_steps == 0 || state.global_step == total {
+        if state.global_step.is_multiple_of(config.logging_steps) || state.global_step == total {
             let msg = format!("loss {last_loss:.4} lr {lr:.2e} {tps:.0} tok/s");
             if bar.is_hidden() {
-                eprintln!("step {}/{total}: {msg}{}", state.global_step, eval_loss.map_or(String::new(), |l| format!(" eval_loss {l:.4}")));
+                eprintln!(
+                    "step {}/{total}: {msg}{}",
+                    state.global_step,
+                    eval_loss.map_or(String::new(), |l| format!(" eval_loss {l:.4}"))
+                );
             }
             bar.set_message(msg);
         }
         state.log_history.push(entry);
         bar.set_position(state.global_step as u64);
-        if config.save_steps.is_some_and(|s| state.global_step % s == 0) && state.global_step < total {
+        if config.save_steps.is_some_and(|s| state.global_step.is_multiple_of(s)) && state.global_step < total {
             let dir = out_dir.join(format!("checkpoint-{}", state.global_step));
             save_checkpoint(&dir, &mut model, &opt, &state, config)?;
         }

@@ -9,3 +9,4 @@ pub mod guard;
 pub mod keys;
 pub mod models;
 pub mod serve;
+pub mod train;

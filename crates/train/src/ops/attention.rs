@@ -106,7 +106,9 @@ pub fn backward(
     let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
     let (qw, kw, group) = (nh * hd, nkv * hd, shape.group());
     let tasks: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..nkv).map(move |g| (s, g))).collect();
-    let results: Vec<(Vec<Vec<f32>>, Vec<f32>, Vec<f32>)> = tasks
+    // Per task: dQ of each head in the group, then the group's dK and dV.
+    type GroupGrads = (Vec<Vec<f32>>, Vec<f32>, Vec<f32>);
+    let results: Vec<GroupGrads> = tasks
         .par_iter()
         .map(|&(s, g)| {
             let (start, len) = seqs[s];

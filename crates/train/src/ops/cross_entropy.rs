@@ -11,6 +11,9 @@ pub const IGNORE: u32 = u32::MAX;
 /// Caps one chunk's logits at about 16 MiB.
 const CHUNK_VALUES: usize = 4 << 20;
 
+/// `(scale, dh, dtable)`: what the backward adds into, and by how much.
+pub type Grad<'a> = (f32, &'a mut [f32], Option<&'a mut [f32]>);
+
 pub struct Output {
     /// Sum of -log p(label) over labelled rows.
     pub loss_sum: f64,
@@ -20,13 +23,7 @@ pub struct Output {
 /// `h`: `[rows, d]` final hidden states; `table`: `[vocab, d]` output projection. When
 /// `grad` is given as `(scale, dh, dtable)`, adds `scale * d(loss_sum)/dh` into `dh`, and
 /// into `dtable` when the projection is trained.
-pub fn forward_backward(
-    h: &[f32],
-    table: &[f32],
-    d: usize,
-    labels: &[u32],
-    grad: Option<(f32, &mut [f32], Option<&mut [f32]>)>,
-) -> Output {
+pub fn forward_backward(h: &[f32], table: &[f32], d: usize, labels: &[u32], grad: Option<Grad<'_>>) -> Output {
     let vocab = table.len() / d;
     let rows: Vec<usize> = labels.iter().enumerate().filter(|(_, &l)| l != IGNORE).map(|(i, _)| i).collect();
     let chunk = (CHUNK_VALUES / vocab).clamp(1, 256);
@@ -50,14 +47,18 @@ pub fn forward_backward(
             .map(|(row, &r)| {
                 let label = labels[r] as usize;
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
-                let lse = max as f64 + sum.ln();
-                let loss = lse - row[label] as f64;
+                let target = row[label];
+                // One f32 exp per logit, kept for the gradient; the sum is accumulated in f64.
+                let mut sum = 0.0f64;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x as f64;
+                }
+                let loss = max as f64 + sum.ln() - target as f64;
                 if want_grad {
                     // d loss / d logit = softmax - onehot, scaled once here.
-                    for x in row.iter_mut() {
-                        *x = (((*x as f64) - lse).exp() as f32) * scale;
-                    }
+                    let k = (scale as f64 / sum) as f32;
+                    row.iter_mut().for_each(|x| *x *= k);
                     row[label] -= scale;
                 }
                 loss
