@@ -139,3 +139,23 @@ fn a_resumed_run_continues_the_same_loss_curve() {
         assert!((x - y).abs() < 1e-4 * x.abs(), "straight {a:?} vs resumed {b:?}");
     }
 }
+
+#[test]
+fn continual_pretraining_on_domain_text_lowers_held_out_perplexity() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = config(out.path());
+    cfg.train_file = data_file("lumen_bank_text_train.jsonl");
+    cfg.validation_file = Some(data_file("lumen_bank_text_validation.jsonl"));
+    cfg.max_seq_length = 64;
+    cfg.max_steps = Some(16);
+    let summary = trainer::run(&cfg).unwrap();
+    let engine = Engine::load(&smollm()).unwrap();
+    let (objective, records) = data::read_records(&data_file("lumen_bank_text_validation.jsonl")).unwrap();
+    assert_eq!(objective, data::Objective::ContinualPretraining);
+    let prepared = data::prepare(objective, &records, engine.tokenizer(), None, 64).unwrap();
+    let mut base = Model::load(&smollm(), engine.config()).unwrap();
+    let before = trainer::evaluate(&mut base, &prepared.sequences, 4).exp();
+    let after = summary.eval_loss.expect("validation loss at the last step").exp();
+    eprintln!("held-out perplexity {before:.2} -> {after:.2}");
+    assert!(after < 0.8 * before, "held-out perplexity {before:.2} -> {after:.2}");
+}
