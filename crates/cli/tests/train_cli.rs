@@ -91,3 +91,72 @@ fn a_short_lora_run_writes_a_peft_adapter() {
     assert!(out_dir.path().join("adapter_model.safetensors").is_file());
     assert!(out_dir.path().join("trainer_state.json").is_file());
 }
+
+/// The issue's proof: after LoRA on a fictional bank's Q&A, greedy answers to held-out
+/// paraphrases (English and Chinese) carry the taught facts, where the base model's do not.
+#[test]
+fn lora_teaches_facts_that_greedy_answers_to_paraphrases_then_contain() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let b = bank();
+    let adapter = out_dir.path().to_str().unwrap();
+    let out = luodi(&[
+        "train",
+        "--train_file",
+        b.to_str().unwrap(),
+        "--output_dir",
+        adapter,
+        "--max_steps",
+        "60",
+        "--learning_rate",
+        "2e-3",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_seq_length",
+        "96",
+        "--target_modules",
+        "all-linear",
+        "--threads",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let held_out = [
+        ("Tell me the monthly price of Lumen Bank's Aurora account.", "7 euros"),
+        ("极光账户每个月要交多少钱？", "7欧元"),
+        ("What rate does the Polaris savings account give?", "3.2 percent"),
+        ("用彗星卡每日取款限额是多少？", "900"),
+    ];
+    let answer = |q: &str, lora: Option<&str>| {
+        let mut args = vec!["generate", q, "--temperature", "0", "-n", "30", "--threads", "2"];
+        if let Some(dir) = lora {
+            args.extend(["--lora", dir]);
+        }
+        let out = luodi(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let mut taught = Vec::new();
+    for (q, fact) in held_out {
+        let base = answer(q, None);
+        assert!(!base.contains(fact), "the base model already answers {q:?} with {fact:?}: {base}");
+        let tuned = answer(q, Some(adapter));
+        eprintln!("{q}\n  base: {}\n  lora: {}", base.trim(), tuned.trim());
+        if tuned.contains(fact) {
+            taught.push(q);
+        }
+    }
+    assert!(taught.len() >= 3, "only {} of 4 held-out answers carry the fact: {taught:?}", taught.len());
+}
+
+#[test]
+fn a_broken_adapter_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("adapter_config.json"),
+        r#"{"peft_type":"LORA","task_type":"CAUSAL_LM","base_model_name_or_path":"x","r":2,"lora_alpha":4,"lora_dropout":0,"target_modules":["q_proj"],"bias":"none"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("adapter_model.safetensors"), b"not safetensors").unwrap();
+    let out = luodi(&["generate", "hi", "--lora", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("adapter_model.safetensors: not a safetensors file"), "{}", text(&out));
+}

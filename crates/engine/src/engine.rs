@@ -160,6 +160,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies a PEFT LoRA adapter (directory) on top of the base weights for everything this
+    /// engine generates from now on; returns it as read (config and metadata).
+    pub fn load_lora(&mut self, dir: &Path) -> Result<crate::lora::PeftAdapter> {
+        let adapter = crate::lora::read_peft(dir, self.config())?;
+        let lora = crate::lora::Lora::new(&adapter, &self.device)?;
+        self.model.set_lora(Some(lora));
+        Ok(adapter)
+    }
+
     pub fn set_prefill_chunk(&mut self, chunk: usize) {
         self.prefill_chunk = chunk.max(1);
     }

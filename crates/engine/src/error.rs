@@ -23,6 +23,9 @@ pub enum EngineError {
     #[error("unsupported tokenizer `{0}` (supported: gpt2 BPE, llama SentencePiece)")]
     UnsupportedTokenizer(String),
 
+    #[error("adapter {path}: {reason}")]
+    Adapter { path: PathBuf, reason: String },
+
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
 

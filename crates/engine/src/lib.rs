@@ -12,6 +12,7 @@ pub mod error;
 pub mod gguf;
 pub mod kernels;
 pub mod kv_cache;
+pub mod lora;
 pub mod model;
 pub mod sampler;
 pub mod scheduler;

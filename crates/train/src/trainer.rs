@@ -10,6 +10,7 @@ use crate::peft::{self, AdapterConfig};
 use crate::rng::SplitMix64;
 use crate::schedule::Schedule;
 use crate::tensors::{self, Named};
+use luodi_engine::model::ModelConfig;
 use luodi_engine::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -232,14 +233,14 @@ fn adapter_config(config: &TrainConfig) -> AdapterConfig {
 }
 
 /// Writes the trained tensors (a PEFT adapter, or all weights for full fine-tuning) into `dir`.
-fn save_model(dir: &Path, model: &mut Model, config: &TrainConfig, sha: &str) -> Result<()> {
+fn save_model(dir: &Path, model: &mut Model, arch: &str, config: &TrainConfig, sha: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::file(dir, format!("cannot create: {e}")))?;
     let metadata = HashMap::from([
         ("luodi.base_model".to_string(), config.model_name.clone()),
         ("luodi.base_sha256".to_string(), sha.to_string()),
     ]);
     match config.method {
-        Method::Lora => peft::save(dir, model, &adapter_config(config), metadata),
+        Method::Lora => peft::save(dir, model, arch, &adapter_config(config), metadata),
         Method::Full => {
             let mut named = Vec::new();
             model.visit_params(|name, p, _| {
@@ -253,11 +254,12 @@ fn save_model(dir: &Path, model: &mut Model, config: &TrainConfig, sha: &str) ->
 fn save_checkpoint(
     dir: &Path,
     model: &mut Model,
+    mc: &ModelConfig,
     opt: &AdamW,
     state: &TrainerState,
     config: &TrainConfig,
 ) -> Result<()> {
-    save_model(dir, model, config, &state.base_sha256)?;
+    save_model(dir, model, &mc.architecture, config, &state.base_sha256)?;
     let mut named = Vec::with_capacity(2 * opt.moments.len());
     for (name, m, v) in &opt.moments {
         named.push(Named { name: format!("{name}.exp_avg"), shape: vec![m.len()], values: m.clone() });
@@ -269,7 +271,14 @@ fn save_checkpoint(
 }
 
 /// Restores model tensors, optimizer moments and trainer state from a checkpoint directory.
-fn resume(dir: &Path, model: &mut Model, opt: &mut AdamW, config: &TrainConfig, sha: &str) -> Result<TrainerState> {
+fn resume(
+    dir: &Path,
+    model: &mut Model,
+    mc: &ModelConfig,
+    opt: &mut AdamW,
+    config: &TrainConfig,
+    sha: &str,
+) -> Result<TrainerState> {
     let spath = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&spath)
         .map_err(|e| TrainError::flag("resume_from_checkpoint", format!("{}: {e}", spath.display())))?;
@@ -289,7 +298,7 @@ fn resume(dir: &Path, model: &mut Model, opt: &mut AdamW, config: &TrainConfig, 
     }
     match config.method {
         Method::Lora => {
-            peft::load(dir, model)?;
+            peft::load(dir, model, mc)?;
         }
         Method::Full => {
             let (saved, _) = tensors::read(&dir.join(WEIGHTS_FILE))?;
@@ -379,7 +388,7 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
         log_history: Vec::new(),
     };
     if let Some(dir) = &config.resume_from_checkpoint {
-        state = resume(dir, &mut model, &mut opt, config, &sha)?;
+        state = resume(dir, &mut model, &model_config, &mut opt, config, &sha)?;
         state.max_steps = total;
     }
     let mut dropout = SplitMix64::new(state.dropout_rng);
@@ -456,11 +465,11 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
         bar.set_position(state.global_step as u64);
         if config.save_steps.is_some_and(|s| state.global_step.is_multiple_of(s)) && state.global_step < total {
             let dir = out_dir.join(format!("checkpoint-{}", state.global_step));
-            save_checkpoint(&dir, &mut model, &opt, &state, config)?;
+            save_checkpoint(&dir, &mut model, &model_config, &opt, &state, config)?;
         }
     }
     bar.finish_and_clear();
-    save_model(out_dir, &mut model, config, &sha)?;
+    save_model(out_dir, &mut model, &model_config.architecture, config, &sha)?;
     write_json(&out_dir.join(STATE_FILE), &state)?;
     write_json(&out_dir.join(CONFIG_FILE), config)?;
     Ok(Summary {

@@ -104,11 +104,25 @@ fn lora_on_a_fictional_bank_lowers_held_out_loss_and_the_adapter_loads_back() {
     eprintln!("held-out loss {before:.3} -> {after:.3}");
     assert!(after < 0.7 * before, "held-out loss {before:.3} -> {after:.3}");
     // The saved adapter, loaded into a fresh model, is the trained model.
-    let (cfg, meta) = peft::load(out.path(), &mut base).unwrap();
+    let (cfg, meta) = peft::load(out.path(), &mut base, engine.config()).unwrap();
     assert_eq!((cfg.r, cfg.target_modules.as_slice()), (8, &["q_proj".to_string(), "v_proj".to_string()][..]));
     assert_eq!(meta.get("luodi.base_sha256"), Some(&trainer::sha256_file(&smollm()).unwrap()));
     let reloaded = validation_loss(&mut base);
     assert!((reloaded - after).abs() < 1e-4, "reloaded adapter scores {reloaded}, trained model {after}");
+    // The engine applies the same adapter at inference (`luodi generate --lora`) with the same effect.
+    let mut served = Engine::load(&smollm()).unwrap();
+    served.load_lora(out.path()).unwrap();
+    let tokens = served.tokenizer().encode("How much does the Aurora account cost?", true, false).unwrap();
+    let mut session = served.new_session(64).unwrap();
+    let with_engine = served.forward_tokens(&mut session, &tokens).unwrap();
+    let with_trainer = base.last_logits(&tokens);
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    assert_eq!(argmax(&with_engine), argmax(&with_trainer), "the engine's adapted top token differs");
+    let worst = with_engine.iter().zip(&with_trainer).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    // The same bound as the base model's parity (int8 activations and f16 KV in the engine).
+    let spread =
+        with_engine.iter().fold(f32::MIN, |m, &x| m.max(x)) - with_engine.iter().fold(f32::MAX, |m, &x| m.min(x));
+    assert!(worst < 0.05 * spread, "adapted logits differ by up to {worst} of a spread of {spread}");
     let log = std::fs::read_to_string(out.path().join(trainer::LOG_FILE)).unwrap();
     assert_eq!(log.lines().count(), 24, "one log line per step");
 }

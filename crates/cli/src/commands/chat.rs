@@ -18,12 +18,19 @@ pub struct ChatArgs {
     /// A system message for the whole conversation.
     #[arg(long)]
     pub system: Option<String>,
+    /// A LoRA adapter directory (PEFT layout, e.g. `luodi train`'s output) to apply.
+    #[arg(long)]
+    pub lora: Option<std::path::PathBuf>,
 }
 
 const HELP: &str = "commands: /reset (new conversation), /history, /exit (or Ctrl-D)";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let engine = args.model.load()?;
+    let mut engine = args.model.load()?;
+    if let Some(dir) = &args.lora {
+        crate::options::apply_lora(&mut engine, dir)?;
+    }
+    let engine = engine;
     anyhow::ensure!(
         engine.has_chat_template(),
         "model `{}` has no chat template (a base model); use `luodi generate --raw` or pass --chat-template FILE",

@@ -27,10 +27,17 @@ pub struct GenerateArgs {
     /// With --json: report log-probabilities of this many top alternatives per token.
     #[arg(long, default_value_t = 0)]
     pub logprobs: usize,
+    /// A LoRA adapter directory (PEFT layout, e.g. `luodi train`'s output) to apply.
+    #[arg(long)]
+    pub lora: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let engine = args.model.load()?;
+    let mut engine = args.model.load()?;
+    if let Some(dir) = &args.lora {
+        crate::options::apply_lora(&mut engine, dir)?;
+    }
+    let engine = engine;
     let prompt = if args.raw {
         Prompt::Raw(args.prompt.clone())
     } else if !engine.has_chat_template() {

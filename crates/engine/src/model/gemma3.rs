@@ -11,6 +11,7 @@ use super::layers::{
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
 use crate::gguf::Metadata;
+use crate::lora::Lora;
 use candle_core::{Device, Tensor};
 
 /// One global-attention layer follows every five sliding-window layers (llama.cpp and the
@@ -43,6 +44,8 @@ pub struct Gemma3 {
     blocks: Vec<Block>,
     output_norm: RmsNorm,
     device: Device,
+    /// An adapter applied on top of the base projections (`luodi generate --lora`).
+    pub(super) lora: Option<Lora>,
 }
 
 impl Gemma3 {
@@ -104,7 +107,7 @@ impl Gemma3 {
         }
         let output_norm = src.rms_norm("output_norm.weight", eps)?;
         let embed_scale = (config.hidden as f64).sqrt();
-        Ok(Self { config, embeddings, embed_scale, blocks, output_norm, device: src.device.clone() })
+        Ok(Self { config, embeddings, embed_scale, blocks, output_norm, device: src.device.clone(), lora: None })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -117,18 +120,24 @@ impl Gemma3 {
         let (nh, nkv, hd) = (self.config.n_heads, self.config.n_kv_heads, self.config.head_dim);
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
+            let lora = self.lora.as_ref();
             let [q, k, v] = projections3(&block.qkv, &h)?;
+            let q = Lora::apply(lora, layer, 0, q, &h)?;
+            let k = Lora::apply(lora, layer, 1, k, &h)?;
+            let v = Lora::apply(lora, layer, 2, v, &h)?;
             // Per-head RMS norms of q and k, one op for every row of the batch.
             let rows = q.dim(0)?;
             let q = block.q_norm.forward(&q.contiguous()?.reshape((rows * nh, hd))?)?.reshape((rows, nh * hd))?;
             let k = block.k_norm.forward(&k.contiguous()?.reshape((rows * nkv, hd))?)?.reshape((rows, nkv * hd))?;
             let attn = attention(&block.attn, &block.rope, layer, &q, &k, &v, batch)?;
-            let attn = block.wo.forward(&attn)?;
+            let attn = Lora::apply(lora, layer, 3, block.wo.forward(&attn)?, &attn)?;
             x = (x + block.post_attn_norm.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
             let [gate, up] = projections2(&block.gate_up, &h)?;
+            let gate = Lora::apply(lora, layer, 4, gate, &h)?;
+            let up = Lora::apply(lora, layer, 5, up, &h)?;
             let ff = (gelu(&gate)? * up)?;
-            let ff = block.down.forward(&ff)?;
+            let ff = Lora::apply(lora, layer, 6, block.down.forward(&ff)?, &ff)?;
             x = (x + block.post_ffn_norm.forward(&ff)?)?;
         }
         for seq in batch.iter_mut() {

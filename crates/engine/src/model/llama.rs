@@ -10,6 +10,7 @@ use super::layers::{
 use super::{ModelConfig, SeqBatch};
 use crate::error::Result;
 use crate::gguf::Metadata;
+use crate::lora::Lora;
 use candle_core::{Device, Tensor};
 
 struct Block {
@@ -31,6 +32,8 @@ pub struct Llama {
     rope: Rope,
     attn: AttentionShape,
     device: Device,
+    /// An adapter applied on top of the base projections (`luodi generate --lora`).
+    pub(super) lora: Option<Lora>,
 }
 
 impl Llama {
@@ -85,7 +88,7 @@ impl Llama {
             scale: 1.0 / (config.head_dim as f32).sqrt(),
             window: None,
         };
-        Ok(Self { config, embeddings, blocks, output_norm, rope, attn, device: src.device.clone() })
+        Ok(Self { config, embeddings, blocks, output_norm, rope, attn, device: src.device.clone(), lora: None })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -97,13 +100,19 @@ impl Llama {
         let mut x = self.embeddings.embed(&ids, &self.device)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
+            let lora = self.lora.as_ref();
             let [q, k, v] = projections3(&block.qkv, &h)?;
+            let q = Lora::apply(lora, layer, 0, q, &h)?;
+            let k = Lora::apply(lora, layer, 1, k, &h)?;
+            let v = Lora::apply(lora, layer, 2, v, &h)?;
             let attn = attention(&self.attn, &self.rope, layer, &q, &k, &v, batch)?;
-            x = (x + block.wo.forward(&attn)?)?;
+            x = (x + Lora::apply(lora, layer, 3, block.wo.forward(&attn)?, &attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
             let [gate, up] = projections2(&block.gate_up, &h)?;
+            let gate = Lora::apply(lora, layer, 4, gate, &h)?;
+            let up = Lora::apply(lora, layer, 5, up, &h)?;
             let ff = (candle_nn::ops::silu(&gate)? * up)?;
-            x = (x + block.down.forward(&ff)?)?;
+            x = (x + Lora::apply(lora, layer, 6, block.down.forward(&ff)?, &ff)?)?;
         }
         for seq in batch.iter_mut() {
             seq.kv.advance(seq.tokens.len());

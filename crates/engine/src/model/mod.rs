@@ -120,6 +120,14 @@ impl Model {
         Ok(Self { arch: arch.map_truncation(path)? })
     }
 
+    /// Attaches (or with `None` removes) an adapter applied on top of the base weights.
+    pub fn set_lora(&mut self, lora: Option<crate::lora::Lora>) {
+        match &mut self.arch {
+            Arch::Llama(m) => m.lora = lora,
+            Arch::Gemma3(m) => m.lora = lora,
+        }
+    }
+
     pub fn config(&self) -> &ModelConfig {
         match &self.arch {
             Arch::Llama(m) => m.config(),
