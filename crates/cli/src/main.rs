@@ -41,7 +41,7 @@ enum Command {
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
     /// Fine-tune the model on CPU: LoRA or full, continual pre-training or SFT on corrections.
-    Train(Box<commands::train::TrainArgs>),
+    Train(Box<commands::train::TrainCommand>),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),

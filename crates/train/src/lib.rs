@@ -14,6 +14,7 @@ pub mod rng;
 pub use error::{Result, TrainError};
 pub mod config;
 pub mod data;
+pub mod merge;
 pub mod optim;
 pub mod peft;
 pub mod schedule;

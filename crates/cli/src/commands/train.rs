@@ -5,8 +5,79 @@ use crate::options::set_threads;
 use anyhow::{Context, Result};
 use clap::Args;
 use luodi_train::config::{parse_targets, Method, TrainConfig};
+use luodi_train::merge::OutType;
 use luodi_train::schedule::Kind;
 use std::path::PathBuf;
+
+/// `luodi train [FLAGS]` trains; `luodi train merge ...` folds an adapter into its base.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TrainCommand {
+    #[command(subcommand)]
+    sub: Option<TrainSub>,
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TrainSub {
+    /// Merge a LoRA adapter into its base model and write a GGUF that `luodi serve` loads.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// The base model the adapter was trained on: catalog name or GGUF path.
+    #[arg(long)]
+    base: String,
+    /// The adapter directory (PEFT layout).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// The merged GGUF to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Storage of the merged projections: f16, q8_0 or q4_1 (other tensors are copied as they are).
+    #[arg(long = "type", default_value = "f16", value_parser = |s: &str| s.parse::<OutType>())]
+    out_type: OutType,
+    /// Score the adapter and the merged model on this file (the trainer's formats) and print both.
+    #[arg(long = "eval_file", visible_alias = "eval-file")]
+    eval_file: Option<PathBuf>,
+    #[arg(long = "max_seq_length", visible_alias = "max-seq-length", default_value_t = 512)]
+    max_seq_length: usize,
+    #[arg(long, short = 't')]
+    threads: Option<usize>,
+}
+
+fn merge(args: MergeArgs) -> Result<()> {
+    set_threads(args.threads);
+    let base = luodi_models::ModelStore::from_env().resolve(&args.base, true)?;
+    let report = luodi_train::merge::merge(&base.path, &args.adapter, &args.out, args.out_type)
+        .with_context(|| format!("merging {} into {}", args.adapter.display(), base.path.display()))?;
+    println!(
+        "merged {} projections ({} tensors copied as they were) into {}",
+        report.merged_tensors,
+        report.copied_tensors,
+        report.out.display()
+    );
+    if let Some(eval) = &args.eval_file {
+        let (adapter, merged) =
+            luodi_train::merge::compare(&base.path, &args.adapter, &args.out, eval, args.max_seq_length)?;
+        println!(
+            "perplexity on {}: adapter {:.4}, merged {:.4} ({:+.2}%)",
+            eval.display(),
+            adapter.exp(),
+            merged.exp(),
+            100.0 * (merged.exp() / adapter.exp() - 1.0)
+        );
+        if merged.exp() > 1.05 * adapter.exp() {
+            eprintln!(
+                "warning: storing the merged projections as {:?} lost quality; --type f16 or q8_0 keeps the adapter's effect",
+                args.out_type
+            );
+        }
+    }
+    Ok(())
+}
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -14,8 +85,8 @@ pub struct TrainArgs {
     #[arg(long = "model_name_or_path", visible_alias = "model-name-or-path", short = 'm', default_value = luodi_models::DEFAULT_MODEL)]
     model: String,
     /// Training data, JSON (an array) or JSONL: `{"text"}`, `{"messages"}` or Alpaca records.
-    #[arg(long = "train_file", visible_alias = "train-file")]
-    train_file: PathBuf,
+    #[arg(long = "train_file", visible_alias = "train-file", required = true)]
+    train_file: Option<PathBuf>,
     /// Held-out data in the same format, for validation loss and perplexity.
     #[arg(long = "validation_file", visible_alias = "validation-file")]
     validation_file: Option<PathBuf>,
@@ -23,8 +94,8 @@ pub struct TrainArgs {
     #[arg(long = "validation_split", visible_alias = "validation-split", default_value_t = 0.0)]
     validation_split: f32,
     /// Where the adapter (or weights), logs and checkpoints go.
-    #[arg(long = "output_dir", visible_alias = "output-dir")]
-    output_dir: PathBuf,
+    #[arg(long = "output_dir", visible_alias = "output-dir", required = true)]
+    output_dir: Option<PathBuf>,
     #[arg(long = "per_device_train_batch_size", visible_alias = "per-device-train-batch-size", default_value_t = 8)]
     per_device_train_batch_size: usize,
     #[arg(long = "gradient_accumulation_steps", visible_alias = "gradient-accumulation-steps", default_value_t = 1)]
@@ -105,7 +176,14 @@ fn parse_method(s: &str) -> Result<Method, String> {
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(cmd: TrainCommand) -> Result<()> {
+    match cmd.sub {
+        Some(TrainSub::Merge(m)) => merge(m),
+        None => train(cmd.args),
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
     set_threads(args.threads);
     let resolved = luodi_models::ModelStore::from_env().resolve(&args.model, true)?;
     let target_modules = parse_targets(&args.target_modules)?;
@@ -117,10 +195,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         model_path: resolved.path.clone(),
         model_name: resolved.name.clone(),
         chat_template: args.chat_template,
-        train_file: args.train_file,
+        // Required by clap unless a subcommand is given (then this path is not taken).
+        train_file: args.train_file.context("--train_file is required")?,
         validation_file: args.validation_file,
         validation_split: args.validation_split,
-        output_dir: args.output_dir,
+        output_dir: args.output_dir.context("--output_dir is required")?,
         per_device_train_batch_size: args.per_device_train_batch_size,
         gradient_accumulation_steps: args.gradient_accumulation_steps,
         num_train_epochs: args.num_train_epochs,
