@@ -6,6 +6,7 @@
 
 pub mod error;
 mod gemm;
+pub mod gguf_lora;
 mod memory;
 pub mod model;
 pub mod ops;

@@ -240,7 +240,11 @@ fn save_model(dir: &Path, model: &mut Model, arch: &str, config: &TrainConfig, s
         ("luodi.base_sha256".to_string(), sha.to_string()),
     ]);
     match config.method {
-        Method::Lora => peft::save(dir, model, arch, &adapter_config(config), metadata),
+        Method::Lora => {
+            peft::save(dir, model, arch, &adapter_config(config), metadata)?;
+            let name = format!("{} LoRA", config.model_name);
+            crate::gguf_lora::save(&dir.join(crate::gguf_lora::FILE), model, arch, config.lora_alpha, &name)
+        }
         Method::Full => {
             let mut named = Vec::new();
             model.visit_params(|name, p, _| {

@@ -135,6 +135,19 @@ fn lora_on_a_fictional_bank_lowers_held_out_loss_and_its_adapter_loads_serves_an
     let merged_engine = Engine::load(&merged).unwrap();
     let mut session = merged_engine.new_session(64).unwrap();
     assert_eq!(argmax(&merged_engine.forward_tokens(&mut session, &tokens).unwrap()), argmax(&with_engine));
+    // The GGUF LoRA for llama.cpp: its metadata, names, shapes, and B in the GGUF's row order.
+    let gguf = out.path().join(luodi_train::gguf_lora::FILE);
+    let mut f = std::fs::File::open(&gguf).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    let meta = |k: &str| content.metadata.get(k).unwrap_or_else(|| panic!("{k} missing"));
+    assert_eq!(meta("general.type").to_string().unwrap(), "adapter");
+    assert_eq!(meta("adapter.type").to_string().unwrap(), "lora");
+    assert_eq!(meta("adapter.lora.alpha").to_f32().unwrap(), 16.0);
+    assert_eq!(content.tensor_infos.len(), 2 * 2 * 30);
+    let b = content.tensor(&mut f, "blk.3.attn_q.weight.lora_b", &candle_core::Device::Cpu).unwrap();
+    assert_eq!(b.shape().dims(), [576, 8]);
+    let b: Vec<f32> = b.dequantize(&candle_core::Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(b, base.blocks[3].q.lora.as_ref().unwrap().b, "GGUF LoRA B is not in the GGUF's row order");
     let log = std::fs::read_to_string(out.path().join(trainer::LOG_FILE)).unwrap();
     assert_eq!(log.lines().count(), 24, "one log line per step");
 }
