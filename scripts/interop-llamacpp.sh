@@ -25,7 +25,8 @@ while IFS= read -r q; do
     # SmolLM2's chat template with its default system turn, as luodi renders it.
     p=$(printf '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n' "$q")
     a=$("$LLAMA_COMPLETION" -m "$BASE" $lora -p "$p" -no-cnv -n 30 --temp 0 -t 2 --no-display-prompt 2>/dev/null </dev/null | tr '\n' ' ')
-    echo "  llama.cpp ${lora:+with LoRA}${lora:-base}: $a"
+    label=$([ -n "$lora" ] && echo "with adapter.gguf" || echo "base")
+    echo "  llama.cpp $label: $a"
   done
   echo "  luodi --lora: $(./target/release/luodi generate "$q" --temperature 0 -n 30 --threads 2 --lora "$OUT" | tr '\n' ' ')"
 done < "$OUT/questions.txt"
