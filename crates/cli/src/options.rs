@@ -41,12 +41,8 @@ impl ModelArgs {
 pub fn apply_lora(engine: &mut Engine, dir: &std::path::Path) -> Result<()> {
     let adapter = engine.load_lora(dir).with_context(|| format!("--lora {}", dir.display()))?;
     if let Some(want) = adapter.metadata.get("luodi.base_sha256") {
-        use sha2::{Digest, Sha256};
         let path = engine.path().to_path_buf();
-        let mut f = std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
-        let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
-        let have = hex::encode(h.finalize());
+        let have = luodi_models::hash_file(&path, |_| {}).with_context(|| format!("reading {}", path.display()))?;
         anyhow::ensure!(
             &have == want,
             "--lora {}: the adapter was trained on a base model with sha256 {want}, but {} has sha256 {have}; use the model it was trained on",

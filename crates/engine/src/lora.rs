@@ -103,7 +103,8 @@ fn adapter_err(path: &Path, reason: impl Into<String>) -> EngineError {
     EngineError::Adapter { path: path.to_path_buf(), reason: reason.into() }
 }
 
-fn read_f32(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
+/// A safetensors tensor as f32 (files written by PyTorch may hold f16 or bf16).
+pub fn read_f32(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
     let data = view.data();
     Ok(match view.dtype() {
         Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),

@@ -138,8 +138,10 @@ impl TrainConfig {
                 return Err(TrainError::flag("lora_dropout", format!("must be in [0, 1), got {}", self.lora_dropout)));
             }
         }
-        if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) {
-            return Err(TrainError::flag("adam_beta1", "betas must be in [0, 1)"));
+        for (flag, beta) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(TrainError::flag(flag, format!("must be in [0, 1), got {beta}")));
+            }
         }
         if !self.train_file.is_file() {
             return Err(TrainError::flag("train_file", format!("{} is not a file", self.train_file.display())));

@@ -53,11 +53,14 @@ fn tensor_err(e: candle_core::Error) -> TrainError {
 }
 
 pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> Result<MergeReport> {
-    let config = luodi_engine::Engine::load(base)?.config().clone();
+    // The header alone gives the shapes; the serving model is not needed to merge.
+    let (mut file, content) = luodi_engine::model::read_header(base)?;
+    let config = luodi_engine::model::read_config(&content)?;
     let adapter = read_peft(adapter_dir, &config)?;
+    let base_sha = crate::trainer::sha256_file(base)?;
     if let Some(want) = adapter.metadata.get("luodi.base_sha256") {
-        let have = crate::trainer::sha256_file(base)?;
-        if &have != want {
+        let have = &base_sha;
+        if have != want {
             return Err(TrainError::flag(
                 "adapter",
                 format!("was trained on a base with sha256 {want}; {} has sha256 {have}", base.display()),
@@ -65,7 +68,6 @@ pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> 
         }
     }
     let scale = adapter.config.scale() as f64;
-    let (mut file, content) = luodi_engine::model::read_header(base)?;
     let device = Device::Cpu;
     let mut names: Vec<(&String, u64)> = content.tensor_infos.iter().map(|(n, i)| (n, i.offset)).collect();
     names.sort_by_key(|&(_, offset)| offset);
@@ -96,7 +98,7 @@ pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> 
     let mut metadata: Vec<(String, Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     metadata.retain(|(k, _)| !k.starts_with("luodi.merge."));
     metadata.push(("luodi.merge.adapter".into(), Value::String(adapter_dir.display().to_string())));
-    metadata.push(("luodi.merge.base_sha256".into(), Value::String(crate::trainer::sha256_file(base)?)));
+    metadata.push(("luodi.merge.base_sha256".into(), Value::String(base_sha)));
     metadata.sort_by(|a, b| a.0.cmp(&b.0));
     let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();

@@ -247,7 +247,13 @@ fn add(into: &mut [f32], from: &[f32]) {
 }
 
 impl Block {
-    fn forward(&self, x: Vec<f32>, batch: &Batch, eps: f32, mut rng: Option<&mut SplitMix64>) -> (Vec<f32>, Tape) {
+    fn forward(
+        &self,
+        x: Vec<f32>,
+        batch: &Batch,
+        (eps, kind): (f32, Gate),
+        mut rng: Option<&mut SplitMix64>,
+    ) -> (Vec<f32>, Tape) {
         let rows = batch.rows();
         let sh = self.shape;
         let (qw, kw) = (sh.n_heads * sh.head_dim, sh.n_kv_heads * sh.head_dim);
@@ -288,7 +294,6 @@ impl Block {
         let gate_lin = self.gate.forward(&h2, rows, &mut g, rng.as_deref_mut());
         let up_lin = self.up.forward(&h2, rows, &mut u, rng.as_deref_mut());
         let mut ff = vec![0.0; rows * ffn];
-        let kind = if self.q_norm.is_some() { Gate::GeluTanh } else { Gate::Silu };
         activation::forward(kind, &g, &u, &mut ff);
         let mut dn = vec![0.0; rows * hidden];
         let down_lin = self.down.forward(&ff, rows, &mut dn, rng);
@@ -337,7 +342,7 @@ impl Block {
     /// Takes the gradient at the block's output; returns it at the block's input (or an
     /// empty vector when `need_dx` is false: below the first trained parameter nothing
     /// needs it).
-    fn backward(&mut self, t: &Tape, dout: Vec<f32>, batch: &Batch, need_dx: bool) -> Vec<f32> {
+    fn backward(&mut self, t: &Tape, dout: Vec<f32>, batch: &Batch, kind: Gate, need_dx: bool) -> Vec<f32> {
         let rows = batch.rows();
         let sh = self.shape;
         let (qw, kw) = (sh.n_heads * sh.head_dim, sh.n_kv_heads * sh.head_dim);
@@ -356,7 +361,6 @@ impl Block {
         let mut dff = vec![0.0; rows * ffn];
         self.down.backward(&t.ff, &t.down_lin, &d_dn, rows, Some(&mut dff));
         let (mut dg, mut du) = (vec![0.0; rows * ffn], vec![0.0; rows * ffn]);
-        let kind = if self.q_norm.is_some() { Gate::GeluTanh } else { Gate::Silu };
         activation::backward(kind, &t.g, &t.u, &dff, &mut dg, &mut du);
         drop(dff);
         let mut dh2 = vec![0.0; rows * hidden];
@@ -591,7 +595,7 @@ impl Model {
         mut rng: Option<&mut SplitMix64>,
         recompute: bool,
     ) -> cross_entropy::Output {
-        let eps = self.dims.rms_eps;
+        let (eps, gate) = (self.dims.rms_eps, self.dims.gate);
         let d = self.dims.hidden;
         let mut x = self.embed_rows(&batch.tokens);
         let training = grad_scale.is_some();
@@ -600,7 +604,7 @@ impl Model {
         for block in &self.blocks {
             let state = rng.as_ref().map(|r| r.state());
             let input = (training && recompute).then(|| x.clone());
-            let (out, tape) = block.forward(x, batch, eps, rng.as_deref_mut());
+            let (out, tape) = block.forward(x, batch, (eps, gate), rng.as_deref_mut());
             if training {
                 if recompute {
                     inputs.push((input.unwrap_or_default(), state));
@@ -630,12 +634,12 @@ impl Model {
             let tape = if recompute {
                 let (input, state) = inputs.pop().expect("one saved input per block");
                 let mut replay = state.map(SplitMix64::new);
-                self.blocks[i].forward(input, batch, eps, replay.as_mut()).1
+                self.blocks[i].forward(input, batch, (eps, gate), replay.as_mut()).1
             } else {
                 tapes.pop().expect("one tape per block")
             };
             let need_dx = i > 0 || below_trained;
-            dx = self.blocks[i].backward(&tape, dx, batch, need_dx);
+            dx = self.blocks[i].backward(&tape, dx, batch, gate, need_dx);
         }
         if let Some(g) = &mut self.embed_grad {
             let s = self.dims.embed_scale;
@@ -655,7 +659,7 @@ impl Model {
         let d = self.dims.hidden;
         let mut x = self.embed_rows(&batch.tokens);
         for block in &self.blocks {
-            x = block.forward(x, &batch, eps, None).0;
+            x = block.forward(x, &batch, (eps, self.dims.gate), None).0;
         }
         let (hf, _) = norm_forward(&x[(tokens.len() - 1) * d..], &self.final_norm, eps);
         let mut logits = vec![0.0; self.dims.vocab];

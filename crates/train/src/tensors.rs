@@ -1,5 +1,6 @@
 //! Named f32 tensors in and out of safetensors files (adapters, optimizer state, weights).
-//! Files written by PyTorch may hold f16 or bf16; those are widened on reading.
+//! Files written by PyTorch may hold f16 or bf16; those are widened on reading by the
+//! engine's `lora::read_f32`, which reads adapters the same way.
 
 use crate::error::{Result, TrainError};
 use safetensors::tensor::{Dtype, TensorView};
@@ -33,15 +34,7 @@ pub fn read(path: &Path) -> Result<(BTreeMap<String, Named>, HashMap<String, Str
         SafeTensors::deserialize(&bytes).map_err(|e| TrainError::file(path, format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => {
-                return Err(TrainError::file(path, format!("tensor `{name}` is {other:?}; expected F32, F16 or BF16")))
-            }
-        };
+        let values = luodi_engine::lora::read_f32(path, &name, &view)?;
         out.insert(name.clone(), Named { name, shape: view.shape().to_vec(), values });
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))

@@ -202,12 +202,9 @@ pub fn evaluate(model: &mut Model, seqs: &[Sequence], bs: usize) -> f64 {
     sum / n.max(1) as f64
 }
 
+/// The file's sha256, as the model store computes it (recorded with every adapter).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).map_err(|e| TrainError::file(path, format!("cannot read: {e}")))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| TrainError::file(path, format!("cannot read: {e}")))?;
-    Ok(hex::encode(h.finalize()))
+    luodi_models::hash_file(path, |_| {}).map_err(|e| TrainError::file(path, format!("cannot read: {e}")))
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
@@ -400,7 +397,7 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
     let mut log =
         std::fs::File::create(&log_path).map_err(|e| TrainError::file(&log_path, format!("cannot write: {e}")))?;
     for entry in &state.log_history {
-        let _ = writeln!(log, "{entry}");
+        writeln!(log, "{entry}").map_err(|e| TrainError::file(&log_path, format!("cannot write: {e}")))?;
     }
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
@@ -453,7 +450,7 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
             entry["eval_loss"] = json!(l);
             entry["eval_perplexity"] = json!(l.exp());
         }
-        let _ = writeln!(log, "{entry}");
+        writeln!(log, "{entry}").map_err(|e| TrainError::file(&log_path, format!("cannot write: {e}")))?;
         if state.global_step.is_multiple_of(config.logging_steps) || state.global_step == total {
             let msg = format!("loss {last_loss:.4} lr {lr:.2e} {tps:.0} tok/s");
             if bar.is_hidden() {

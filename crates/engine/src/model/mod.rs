@@ -106,6 +106,23 @@ pub fn summarize(content: &Content) -> GgufSummary {
     }
 }
 
+/// The configuration of a GGUF from its header alone (no weights read), for tools that
+/// need the shapes but not the serving model (merging an adapter).
+pub fn read_config(content: &Content) -> Result<ModelConfig> {
+    let meta = Metadata::new(content);
+    let mut config = match meta.string("general.architecture")? {
+        "llama" => llama::Llama::config_from(&meta)?,
+        "gemma3" => gemma3::Gemma3::config_from(&meta)?,
+        other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
+    };
+    let embd = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| EngineError::MissingTensor { name: "token_embd.weight".into() })?;
+    config.vocab_size = embd.shape.dims()[0];
+    Ok(config)
+}
+
 impl Model {
     /// Builds the model from an already parsed header and the open file.
     pub fn load(path: &Path, file: &mut std::fs::File, content: &Content, device: &Device) -> Result<Self> {
