@@ -46,14 +46,22 @@ pub struct AdapterConfig {
     pub use_rslora: bool,
     #[serde(default)]
     pub use_dora: bool,
+    /// Per-module ranks that differ from `r` (PEFT's `rank_pattern`): the rank of each
+    /// factor is read from its tensors, and its scale follows it.
+    #[serde(default)]
+    pub rank_pattern: BTreeMap<String, usize>,
+    /// Per-module alphas (PEFT's `alpha_pattern`); refused when not empty.
+    #[serde(default)]
+    pub alpha_pattern: BTreeMap<String, f32>,
 }
 
 impl AdapterConfig {
-    pub fn scale(&self) -> f32 {
+    /// PEFT's scaling of a factor pair of rank `r`: `alpha / r`, or `alpha / sqrt(r)` (rsLoRA).
+    pub fn scale_for(&self, r: usize) -> f32 {
         if self.use_rslora {
-            self.lora_alpha / (self.r as f32).sqrt()
+            self.lora_alpha / (r as f32).sqrt()
         } else {
-            self.lora_alpha / self.r as f32
+            self.lora_alpha / r as f32
         }
     }
 }
@@ -84,6 +92,8 @@ pub fn permuted(architecture: &str, t: usize) -> bool {
 #[derive(Debug, Clone)]
 pub struct LoraFactors {
     pub r: usize,
+    /// What `B A x` is multiplied by, from the config and this pair's own rank.
+    pub scale: f32,
     /// `[r, in]`
     pub a: Vec<f32>,
     /// `[out, r]`
@@ -126,6 +136,9 @@ pub fn read_peft(dir: &Path, config: &ModelConfig) -> Result<PeftAdapter> {
     if cfg.use_dora || cfg.fan_in_fan_out || cfg.bias != "none" {
         return Err(adapter_err(&cpath, "DoRA, fan_in_fan_out and trained biases are not supported"));
     }
+    if !cfg.alpha_pattern.is_empty() {
+        return Err(adapter_err(&cpath, "alpha_pattern (a different lora_alpha per module) is not supported"));
+    }
     let wpath = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&wpath).map_err(|e| adapter_err(&wpath, format!("cannot read: {e}")))?;
     let (_, meta) =
@@ -162,7 +175,7 @@ pub fn read_peft(dir: &Path, config: &ModelConfig) -> Result<PeftAdapter> {
             if permuted(&config.architecture, t) {
                 b = reorder_rows(&b, r, hd, false);
             }
-            *slot = Some(LoraFactors { r, a, b });
+            *slot = Some(LoraFactors { r, scale: cfg.scale_for(r), a, b });
             found += 1;
         }
         layers.push(layer);
@@ -201,7 +214,6 @@ pub struct Lora {
 
 impl Lora {
     pub fn new(adapter: &PeftAdapter, device: &Device) -> Result<Self> {
-        let scale = adapter.config.scale() as f64;
         let mut layers = Vec::with_capacity(adapter.layers.len());
         for layer in &adapter.layers {
             let mut out: [Option<LoraLinear>; 7] = Default::default();
@@ -210,7 +222,11 @@ impl Lora {
                     let inp = f.a.len() / f.r;
                     let a = Tensor::from_slice(&f.a, (f.r, inp), device)?;
                     let b = Tensor::from_slice(&f.b, (f.b.len() / f.r, f.r), device)?;
-                    *slot = Some(LoraLinear { a_t: a.t()?.contiguous()?, b_t: b.t()?.contiguous()?, scale });
+                    *slot = Some(LoraLinear {
+                        a_t: a.t()?.contiguous()?,
+                        b_t: b.t()?.contiguous()?,
+                        scale: f.scale as f64,
+                    });
                 }
             }
             layers.push(out);

@@ -7,6 +7,7 @@
 pub mod error;
 mod gemm;
 pub mod gguf_lora;
+pub mod gguf_write;
 mod memory;
 pub mod model;
 pub mod ops;
@@ -19,5 +20,5 @@ pub mod merge;
 pub mod optim;
 pub mod peft;
 pub mod schedule;
-mod tensors;
+pub mod tensors;
 pub mod trainer;

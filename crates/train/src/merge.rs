@@ -5,12 +5,12 @@
 //! scores the adapter and the merged file on the same data and reports both.
 
 use crate::error::{Result, TrainError};
+use crate::gguf_write::{tensor_err, write_like};
 use crate::model::{Model, Target};
-use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use luodi_engine::lora::read_peft;
-use luodi_engine::EngineError;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +48,9 @@ pub struct MergeReport {
     pub out: PathBuf,
 }
 
-fn tensor_err(e: candle_core::Error) -> TrainError {
-    EngineError::from(e).into()
-}
-
 pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> Result<MergeReport> {
     // The header alone gives the shapes; the serving model is not needed to merge.
-    let (mut file, content) = luodi_engine::model::read_header(base)?;
+    let (_, content) = luodi_engine::model::read_header(base)?;
     let config = luodi_engine::model::read_config(&content)?;
     let adapter = read_peft(adapter_dir, &config)?;
     let base_sha = crate::trainer::sha256_file(base)?;
@@ -67,47 +63,28 @@ pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> 
             ));
         }
     }
-    let scale = adapter.config.scale() as f64;
+    let extra = vec![
+        ("luodi.merge.adapter".to_string(), Value::String(adapter_dir.display().to_string())),
+        ("luodi.merge.base_sha256".to_string(), Value::String(base_sha)),
+    ];
     let device = Device::Cpu;
-    let mut names: Vec<(&String, u64)> = content.tensor_infos.iter().map(|(n, i)| (n, i.offset)).collect();
-    names.sort_by_key(|&(_, offset)| offset);
-    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
-    let (mut merged, mut copied) = (0, 0);
-    for (name, _) in names {
-        let q = content.tensor(&mut file, name, &device).map_err(tensor_err)?;
+    let written = write_like(base, out, "out", extra, |name, q| {
         let factors = name.strip_prefix("blk.").and_then(|rest| {
             let (layer, tail) = rest.split_once('.')?;
             let layer: usize = layer.parse().ok()?;
             let t = Target::ALL.iter().position(|t| tail == format!("{}.weight", t.gguf_name()))?;
             adapter.layers.get(layer)?[t].as_ref()
         });
-        let Some(f) = factors else {
-            tensors.push((name.clone(), q));
-            copied += 1;
-            continue;
-        };
+        let Some(f) = factors else { return Ok(None) };
         let w = q.dequantize(&device).map_err(tensor_err)?;
         let (out_rows, in_cols) = w.dims2().map_err(tensor_err)?;
         let a = Tensor::from_slice(&f.a, (f.r, in_cols), &device).map_err(tensor_err)?;
         let b = Tensor::from_slice(&f.b, (out_rows, f.r), &device).map_err(tensor_err)?;
-        let delta = (b.matmul(&a).map_err(tensor_err)? * scale).map_err(tensor_err)?;
+        let delta = (b.matmul(&a).map_err(tensor_err)? * f.scale as f64).map_err(tensor_err)?;
         let w = (w + delta).map_err(tensor_err)?;
-        tensors.push((name.clone(), QTensor::quantize(&w, out_type.ggml()).map_err(tensor_err)?));
-        merged += 1;
-    }
-    let mut metadata: Vec<(String, Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    metadata.retain(|(k, _)| !k.starts_with("luodi.merge."));
-    metadata.push(("luodi.merge.adapter".into(), Value::String(adapter_dir.display().to_string())));
-    metadata.push(("luodi.merge.base_sha256".into(), Value::String(base_sha)));
-    metadata.sort_by(|a, b| a.0.cmp(&b.0));
-    let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tmp = out.with_extension("gguf.partial");
-    let mut w = std::fs::File::create(&tmp).map_err(|e| TrainError::flag("out", format!("{}: {e}", tmp.display())))?;
-    gguf_file::write(&mut w, &meta_refs, &tensor_refs).map_err(tensor_err)?;
-    drop(w);
-    // Written aside and renamed, so a failed merge never leaves a truncated model behind.
-    std::fs::rename(&tmp, out).map_err(|e| TrainError::flag("out", format!("{}: {e}", out.display())))?;
+        Ok(Some(QTensor::quantize(&w, out_type.ggml()).map_err(tensor_err)?))
+    })?;
+    let (merged, copied) = (written.replaced, written.copied);
     Ok(MergeReport { merged_tensors: merged, copied_tensors: copied, out: out.to_path_buf() })
 }
 

@@ -55,14 +55,13 @@ pub fn save(
 /// them) and returns its configuration and the safetensors metadata.
 pub fn load(dir: &Path, model: &mut Model, config: &ModelConfig) -> Result<(AdapterConfig, HashMap<String, String>)> {
     let adapter = read_peft(dir, config)?;
-    let scale = adapter.config.scale();
     for (block, layer) in model.blocks.iter_mut().zip(adapter.layers) {
         for (t, factors) in Target::ALL.into_iter().zip(layer) {
             let Some(f) = factors else { continue };
             let l = block.linear_mut(t);
             l.lora = Some(crate::ops::linear::Lora {
                 r: f.r,
-                scale,
+                scale: f.scale,
                 dropout: adapter.config.lora_dropout,
                 grad_a: vec![0.0; f.a.len()],
                 grad_b: vec![0.0; f.b.len()],

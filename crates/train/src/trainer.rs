@@ -22,6 +22,8 @@ pub const STATE_FILE: &str = "trainer_state.json";
 pub const LOG_FILE: &str = "train_log.jsonl";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Full fine-tuning's servable output: the base GGUF with every trained tensor replaced.
+pub const MODEL_GGUF_FILE: &str = "model.gguf";
 pub const CONFIG_FILE: &str = "train_config.json";
 
 /// Distinct streams from one `--seed`: LoRA initialisation, data order, dropout, the split.
@@ -226,6 +228,8 @@ fn adapter_config(config: &TrainConfig) -> AdapterConfig {
         inference_mode: true,
         use_rslora: false,
         use_dora: false,
+        rank_pattern: Default::default(),
+        alpha_pattern: Default::default(),
     }
 }
 
@@ -250,6 +254,41 @@ fn save_model(dir: &Path, model: &mut Model, arch: &str, config: &TrainConfig, s
             tensors::write(&dir.join(WEIGHTS_FILE), &named, metadata)
         }
     }
+}
+
+/// The fully fine-tuned model as a GGUF that `luodi serve -m` and llama.cpp load: the base's
+/// metadata and tokenizer, matrices in f16 (half of f32's size at ~1e-3 relative rounding),
+/// norms in f32. The model holds every tensor in the GGUF's own layout and row order, so the
+/// values go back under the names they came from.
+fn save_full_gguf(base: &Path, out: &Path, model: &mut Model, sha: &str) -> Result<()> {
+    use candle_core::quantized::{gguf_file::Value, GgmlDType};
+    let (_, content) = luodi_engine::model::read_header(base)?;
+    let mut trained = HashMap::new();
+    let mut failed = None;
+    model.visit_params(|name, p, _| {
+        if failed.is_some() {
+            return;
+        }
+        let Some(info) = content.tensor_infos.get(name) else {
+            failed = Some(TrainError::file(base, format!("has no tensor `{name}` to put the trained values in")));
+            return;
+        };
+        match crate::gguf_write::quantize(p, info.shape.dims(), GgmlDType::F16) {
+            Ok(q) => {
+                trained.insert(name.to_string(), q);
+            }
+            Err(e) => failed = Some(e),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let extra = vec![
+        ("luodi.train.method".to_string(), Value::String("full".into())),
+        ("luodi.train.base_sha256".to_string(), Value::String(sha.to_string())),
+    ];
+    crate::gguf_write::write_like(base, out, "output_dir", extra, |name, _| Ok(trained.remove(name)))?;
+    Ok(())
 }
 
 fn save_checkpoint(
@@ -471,6 +510,9 @@ pub fn run(config: &TrainConfig) -> Result<Summary> {
     }
     bar.finish_and_clear();
     save_model(out_dir, &mut model, &model_config.architecture, config, &sha)?;
+    if config.method == Method::Full {
+        save_full_gguf(&config.model_path, &out_dir.join(MODEL_GGUF_FILE), &mut model, &sha)?;
+    }
     write_json(&out_dir.join(STATE_FILE), &state)?;
     write_json(&out_dir.join(CONFIG_FILE), config)?;
     Ok(Summary {
