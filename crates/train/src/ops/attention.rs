@@ -5,6 +5,7 @@
 //! the backward then needs no softmax recomputation. Work is split per sequence and head
 //! (forward) or per sequence and KV group (backward, so a group's dK/dV never races).
 
+use super::fast_exp::exp;
 use crate::gemm::{matmul, Op};
 use rayon::prelude::*;
 
@@ -72,7 +73,7 @@ pub fn forward(shape: &Shape, seqs: &[(usize, usize)], q: &[f32], k: &[f32], v: 
                 let max = row[lo..=i].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                 let mut sum = 0.0;
                 for x in &mut row[lo..=i] {
-                    *x = (*x - max).exp();
+                    *x = exp(*x - max);
                     sum += *x;
                 }
                 row[..lo].fill(0.0);

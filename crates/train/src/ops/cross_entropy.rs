@@ -2,6 +2,7 @@
 //! a whole batch are never held at once (1,024 rows x 262k vocabulary would be 1 GiB).
 //! Only rows with a label are projected at all: in SFT most rows are prompt.
 
+use super::fast_exp::exp;
 use crate::gemm::{matmul, Op};
 use rayon::prelude::*;
 
@@ -71,7 +72,7 @@ pub fn forward_backward(h: &[f32], table: &[f32], d: usize, labels: &[u32], grad
                 let mut acc = vec![0.0f64; c];
                 for v in s.chunks_exact_mut(c) {
                     for ((x, &m), a) in v.iter_mut().zip(&max).zip(acc.iter_mut()) {
-                        *x = (*x - m).exp();
+                        *x = exp(*x - m);
                         *a += *x as f64;
                     }
                 }

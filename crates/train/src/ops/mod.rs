@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod attention;
 pub mod cross_entropy;
+pub mod fast_exp;
 pub mod linear;
 pub mod rmsnorm;
 pub mod rope;
