@@ -1,6 +1,7 @@
 //! The trainer on the real bundled models: its forward pass agrees with the serving engine,
 //! LoRA training on a small fictional bank lowers the held-out loss, the saved PEFT adapter
-//! loads back to the same model, and a resumed run continues the same loss curve.
+//! loads back to the same model, a resumed run continues the same loss curve, and full
+//! fine-tuning's model.gguf serves the trained weights.
 
 use luodi_engine::Engine;
 use luodi_train::config::{Method, TrainConfig};
@@ -10,14 +11,8 @@ use luodi_train::schedule::Kind;
 use luodi_train::{peft, trainer};
 use std::path::{Path, PathBuf};
 
-fn model_path(name: &str, file: &str) -> PathBuf {
-    let home = std::env::var_os("LUODI_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".luodi"));
-    let path = home.join("models").join(name).join(file);
-    assert!(path.is_file(), "{} is missing: run `luodi models fetch {name}` (or scripts/test)", path.display());
-    path
-}
+mod common;
+use common::model_path;
 
 fn smollm() -> PathBuf {
     model_path("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -12,14 +12,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn model_path(name: &str, file: &str) -> PathBuf {
-    let home = std::env::var_os("LUODI_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".luodi"));
-    let path = home.join("models").join(name).join(file);
-    assert!(path.is_file(), "{} is missing: run `luodi models fetch {name}` (or scripts/test)", path.display());
-    path
-}
+mod common;
+use common::model_path;
 
 #[derive(Deserialize)]
 struct Case {
