@@ -28,4 +28,11 @@ impl TrainError {
     }
 }
 
+/// candle's tensor errors reach the user as the engine reports them.
+impl From<candle_core::Error> for TrainError {
+    fn from(e: candle_core::Error) -> Self {
+        luodi_engine::EngineError::from(e).into()
+    }
+}
+
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -5,7 +5,7 @@
 //! scores the adapter and the merged file on the same data and reports both.
 
 use crate::error::{Result, TrainError};
-use crate::gguf_write::{tensor_err, write_like};
+use crate::gguf_write::write_like;
 use crate::model::{Model, Target};
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -50,8 +50,8 @@ pub struct MergeReport {
 
 pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> Result<MergeReport> {
     // The header alone gives the shapes; the serving model is not needed to merge.
-    let (_, content) = luodi_engine::model::read_header(base)?;
-    let config = luodi_engine::model::read_config(&content)?;
+    let header = luodi_engine::model::read_header(base)?;
+    let config = luodi_engine::model::read_config(&header.1)?;
     let adapter = read_peft(adapter_dir, &config)?;
     let base_sha = crate::trainer::sha256_file(base)?;
     if let Some(want) = adapter.metadata.get("luodi.base_sha256") {
@@ -68,7 +68,7 @@ pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> 
         ("luodi.merge.base_sha256".to_string(), Value::String(base_sha)),
     ];
     let device = Device::Cpu;
-    let written = write_like(base, out, "out", extra, |name, q| {
+    let written = write_like(header, out, "out", extra, |name, q| {
         let factors = name.strip_prefix("blk.").and_then(|rest| {
             let (layer, tail) = rest.split_once('.')?;
             let layer: usize = layer.parse().ok()?;
@@ -76,16 +76,15 @@ pub fn merge(base: &Path, adapter_dir: &Path, out: &Path, out_type: OutType) -> 
             adapter.layers.get(layer)?[t].as_ref()
         });
         let Some(f) = factors else { return Ok(None) };
-        let w = q.dequantize(&device).map_err(tensor_err)?;
-        let (out_rows, in_cols) = w.dims2().map_err(tensor_err)?;
-        let a = Tensor::from_slice(&f.a, (f.r, in_cols), &device).map_err(tensor_err)?;
-        let b = Tensor::from_slice(&f.b, (out_rows, f.r), &device).map_err(tensor_err)?;
-        let delta = (b.matmul(&a).map_err(tensor_err)? * f.scale as f64).map_err(tensor_err)?;
-        let w = (w + delta).map_err(tensor_err)?;
-        Ok(Some(QTensor::quantize(&w, out_type.ggml()).map_err(tensor_err)?))
+        let w = q.dequantize(&device)?;
+        let (out_rows, in_cols) = w.dims2()?;
+        let a = Tensor::from_slice(&f.a, (f.r, in_cols), &device)?;
+        let b = Tensor::from_slice(&f.b, (out_rows, f.r), &device)?;
+        let delta = (b.matmul(&a)? * f.scale as f64)?;
+        let w = (w + delta)?;
+        Ok(Some(QTensor::quantize(&w, out_type.ggml())?))
     })?;
-    let (merged, copied) = (written.replaced, written.copied);
-    Ok(MergeReport { merged_tensors: merged, copied_tensors: copied, out: out.to_path_buf() })
+    Ok(MergeReport { merged_tensors: written.replaced, copied_tensors: written.copied, out: out.to_path_buf() })
 }
 
 /// Mean loss per scored token of `base` with the adapter applied and of the merged file, on

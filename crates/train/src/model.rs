@@ -420,8 +420,8 @@ impl Model {
         let device = Device::Cpu;
         let mut src = TensorSource { content: &content, file: &mut file, device: &device };
         let mut f32s = |name: &str| -> Result<Vec<f32>, TrainError> {
-            let t = src.qtensor(name)?.dequantize(&device).map_err(luodi_engine::EngineError::from)?;
-            Ok(t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(luodi_engine::EngineError::from)?)
+            let t = src.qtensor(name)?.dequantize(&device)?;
+            Ok(t.flatten_all().and_then(|t| t.to_vec1::<f32>())?)
         };
         let (d, hd) = (config.hidden, config.head_dim);
         let (qw, kw) = (config.n_heads * hd, config.n_kv_heads * hd);

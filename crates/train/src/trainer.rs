@@ -262,7 +262,8 @@ fn save_model(dir: &Path, model: &mut Model, arch: &str, config: &TrainConfig, s
 /// values go back under the names they came from.
 fn save_full_gguf(base: &Path, out: &Path, model: &mut Model, sha: &str) -> Result<()> {
     use candle_core::quantized::{gguf_file::Value, GgmlDType};
-    let (_, content) = luodi_engine::model::read_header(base)?;
+    let header = luodi_engine::model::read_header(base)?;
+    let content = &header.1;
     let mut trained = HashMap::new();
     let mut failed = None;
     model.visit_params(|name, p, _| {
@@ -287,7 +288,7 @@ fn save_full_gguf(base: &Path, out: &Path, model: &mut Model, sha: &str) -> Resu
         ("luodi.train.method".to_string(), Value::String("full".into())),
         ("luodi.train.base_sha256".to_string(), Value::String(sha.to_string())),
     ];
-    crate::gguf_write::write_like(base, out, "output_dir", extra, |name, _| Ok(trained.remove(name)))?;
+    crate::gguf_write::write_like(header, out, "output_dir", extra, |name, _| Ok(trained.remove(name)))?;
     Ok(())
 }
 
